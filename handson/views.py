@@ -1,0 +1,72 @@
+import time
+
+from django.conf import settings
+from django.http import Http404, JsonResponse
+from django.shortcuts import redirect
+from django.urls import NoReverseMatch, reverse
+from django.views.generic import TemplateView, View
+
+from . import tasklog
+
+# The page's buttons: (label, url name). A button whose url name is not in
+# handson/urls.py yet is shown greyed out, with the step that adds it.
+BUTTONS = [("Step1", "task_step1", 1), ("Step2", "task_step2", 2), ("StopAllTasks", "task_step4", 4)]
+
+
+def _buttons():
+    shown = []
+    for label, url_name, step in BUTTONS:
+        try:
+            shown.append({"label": label, "url": reverse(url_name), "step": step})
+        except NoReverseMatch:
+            shown.append({"label": label, "url": None, "step": step})
+    return shown
+
+
+def _tasks_or_problem(read):
+    try:
+        return read(), None
+    except tasklog.TaskLogUnavailable as problem:
+        return None, str(problem)
+
+
+class Base(TemplateView):
+    template_name = "handson/start_task.html"
+
+    def get_context_data(self, **kwargs):
+        tasks, problem = _tasks_or_problem(tasklog.recent)
+        return {"buttons": _buttons(), "tasks": tasks or [], "problem": problem}
+
+
+class TaskDetail(TemplateView):
+    template_name = "handson/task_detail.html"
+
+    def get_context_data(self, task_id, **kwargs):
+        task, problem = _tasks_or_problem(lambda: tasklog.find(task_id))
+        if task is None and problem is None:
+            raise Http404(f"This app never sent a task with id {task_id}.")
+        return {"task": task, "problem": problem}
+
+
+def api_tasks(request):
+    tasks, problem = _tasks_or_problem(tasklog.recent)
+    if problem:
+        return JsonResponse({"error": problem}, status=503)
+    return JsonResponse({"tasks": tasks})
+
+
+def api_task(request, task_id):
+    task, problem = _tasks_or_problem(lambda: tasklog.find(task_id))
+    if problem:
+        return JsonResponse({"error": problem}, status=503)
+    if task is None:
+        return JsonResponse({"error": f"This app never sent a task with id {task_id}."}, status=404)
+    return JsonResponse(task)
+
+
+class TaskStep1(View):
+    """Step 1: the slow work runs inside the request, so the browser waits."""
+
+    def post(self, request, *args, **kwargs):
+        time.sleep(settings.HANDSON_SLEEP)
+        return redirect(reverse("base"))

@@ -1,0 +1,194 @@
+"""The pytest side of the lab: options, the header line, and the fixtures.
+
+Fixtures start real services, each once per run and on free ports of 127.0.0.1:
+``redis_server`` -> ``celery_worker`` and ``django_server`` (both need Redis).
+A test (or a conftest.py) can override any of them by defining a fixture of the
+same name. Teardown stops the web server, the worker, then Redis, whatever
+happened; the process module also kills them if pytest itself dies.
+"""
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from .backend import BrokerControl, ResultBackend
+from .i18n import language, say
+from .redis import RedisUnavailable, choose_redis
+from .solutions import LAST_STEP, ROOT, materialize
+from .web import DjangoServer
+from .worker import CeleryWorker
+
+LAB_SLEEP = "1"  # seconds the slow work takes in the labs, unless HANDSON_SLEEP says otherwise
+_lab_key = pytest.StashKey[dict]()
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("celery-handson")
+    group.addoption("--solution", action="store_true",
+                    help="run the labs against the reference solution instead of your handson/")
+    group.addoption("--reference", type=int, metavar="N", default=None,
+                    help=f"run against the reference of step N (1 = the untouched starter, {LAST_STEP} = --solution)")
+    group.addoption("--redis", default=os.environ.get("HANDSON_REDIS", "auto"), metavar="KIND",
+                    help="auto (default), local, docker, or a redis:// URL (also HANDSON_REDIS)")
+
+
+def _sleep_seconds():
+    raw = os.environ.get("HANDSON_SLEEP", LAB_SLEEP)
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1
+    if not 0.2 <= seconds <= 60:
+        raise pytest.UsageError(say(
+            f"HANDSON_SLEEP={raw!r}: give a number of seconds from 0.2 to 60.",
+            f"HANDSON_SLEEP={raw!r}: 0.2〜60 の秒数を指定してください。",
+        ))
+    return seconds
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "lab: a lesson's check")
+    reference = config.getoption("reference")
+    if config.getoption("solution"):
+        reference = LAST_STEP
+    if reference is not None and not 1 <= reference <= LAST_STEP:
+        raise pytest.UsageError(f"--reference={reference}: choose a step from 1 to {LAST_STEP}.")
+    run_dir = Path(tempfile.mkdtemp(prefix="celery-handson-"))
+    try:
+        redis, redis_note = choose_redis(config.getoption("redis"), run_dir)
+    except RedisUnavailable as problem:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise pytest.UsageError(str(problem)) from None
+    config.stash[_lab_key] = {
+        "reference": reference, "run_dir": run_dir, "redis": redis, "redis_note": redis_note,
+        "sleep": _sleep_seconds(), "failed": False,
+    }
+
+
+def pytest_report_header(config):
+    lab = config.stash[_lab_key]
+    if lab["reference"] is None:
+        workspace = say("handson/ (your code)", "handson/ (あなたのコード)")
+    elif lab["reference"] == 1:
+        workspace = say("the untouched starter (labs/solutions)", "手を加えていないスターター (labs/solutions)")
+    else:
+        workspace = say(f"reference of step {lab['reference']} (labs/solutions)",
+                        f"ステップ {lab['reference']} の模範解答 (labs/solutions)")
+    return [
+        f"celery-handson: workspace {workspace}; sleep {lab['sleep']:g} s; language {language()}",
+        f"celery-handson: redis {lab['redis'].describe()} {lab['redis_note']}".rstrip(),
+        f"celery-handson: logs in {lab['run_dir']} (kept when a test fails)",
+    ]
+
+
+def pytest_unconfigure(config):
+    lab = config.stash.get(_lab_key, None)
+    if lab and not lab["failed"]:
+        shutil.rmtree(lab["run_dir"], ignore_errors=True)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    lab = item.config.stash.get(_lab_key, None)
+    if lab is not None and report.failed:
+        lab["failed"] = True
+        # The services' own words, printed under the failure.
+        for name in ("celery_worker", "django_server"):
+            service = item.funcargs.get(name) if hasattr(item, "funcargs") else None
+            if service is not None and service.process.popen is not None:
+                report.sections.append((f"{name} log (last lines)", service.process.log_tail(30)))
+    return report
+
+
+# -- fixtures --------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def lab(pytestconfig):
+    """The run's choices: workspace, Redis, sleep seconds, log folder."""
+    return pytestconfig.stash[_lab_key]
+
+
+@pytest.fixture(scope="session")
+def sleep_seconds(lab):
+    """How long the slow work takes in this run (HANDSON_SLEEP)."""
+    return lab["sleep"]
+
+
+@pytest.fixture(scope="session")
+def workspace(lab):
+    """The folder holding the handson/ package under test."""
+    if lab["reference"] is not None:
+        return materialize(lab["reference"], lab["run_dir"] / f"reference-step{lab['reference']}")
+    if not (ROOT / "handson" / "settings.py").exists():
+        pytest.fail(say("handson/settings.py is missing: restore your workspace (make reset).",
+                        "handson/settings.py がありません。ワークスペースを戻してください (make reset)。"),
+                    pytrace=False)
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def redis_server(lab):
+    """Redis for the broker and the result backend, started once per run."""
+    redis = lab["redis"]
+    try:
+        redis.start()
+    except RedisUnavailable as problem:
+        redis.stop()
+        pytest.fail(str(problem), pytrace=False)
+    yield redis
+    redis.stop()
+
+
+@pytest.fixture(scope="session")
+def lab_env(workspace, redis_server, sleep_seconds):
+    """The environment the app runs in: its Redis, its sleep, and no CELERY_* overrides."""
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith("CELERY_") and key not in ("PYTHONPATH", "DJANGO_SETTINGS_MODULE")}
+    env.update({
+        "PYTHONPATH": str(workspace),
+        "DJANGO_SETTINGS_MODULE": "handson.settings",
+        "HANDSON_BROKER_URL": redis_server.broker_url,
+        "HANDSON_RESULT_BACKEND": redis_server.result_backend_url,
+        "HANDSON_SLEEP": f"{sleep_seconds:g}",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    })
+    return env
+
+
+@pytest.fixture(scope="session")
+def celery_worker(workspace, redis_server, lab_env, lab):
+    """A `celery -A handson worker` process: prefork pool, one child, as in the original."""
+    worker = CeleryWorker(workspace, redis_server, lab_env, lab["run_dir"]).start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture(scope="session")
+def django_server(workspace, redis_server, lab_env, lab):
+    """The app on `runserver --nothreading --noreload`: one process, one thread."""
+    server = DjangoServer(workspace, lab_env, lab["run_dir"]).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def web(django_server):
+    """A fresh browser-like client (own cookies) for the app."""
+    return django_server.client()
+
+
+@pytest.fixture(scope="session")
+def result_backend(redis_server):
+    """Reads task states straight from the result backend in Redis."""
+    return ResultBackend(redis_server)
+
+
+@pytest.fixture(scope="session")
+def broker_control(redis_server):
+    """Sends remote-control commands (revoke) to the worker through the broker."""
+    control = BrokerControl(redis_server)
+    yield control
+    control.close()

@@ -1,0 +1,131 @@
+"""Start a service as a child process, wait until it is ready, and stop it for sure.
+
+Every child runs in a session (process group) of its own, so stopping it also
+stops whatever it forked (Celery's pool processes), and it gets SIGKILL from the
+kernel if the process that started it dies without cleaning up (kill -9,
+a crashed pytest). An atexit hook stops whatever is still running at exit.
+"""
+import atexit
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import portpicker
+import psutil
+
+_PR_SET_PDEATHSIG = 1
+_running = []
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    return portpicker.pick_unused_port()
+
+
+def _die_with_parent():
+    # Runs in the child between fork and exec (Linux only; elsewhere the
+    # process group and the atexit hook do the work).
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class ServiceProcess:
+    """One long-running child process whose output goes to a log file."""
+
+    def __init__(self, name, argv, *, env, cwd, log_path):
+        self.name, self.argv, self.env, self.cwd = name, list(argv), env, cwd
+        self.log_path = Path(log_path)
+        self.popen = None
+
+    def start(self):
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "wb") as log:
+            self.popen = subprocess.Popen(
+                self.argv, env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, preexec_fn=_die_with_parent,
+            )
+        _running.append(self)
+        return self
+
+    @property
+    def pid(self):
+        return self.popen.pid if self.popen else None
+
+    def running(self):
+        return self.popen is not None and self.popen.poll() is None
+
+    def log_text(self, start=0):
+        try:
+            with open(self.log_path, "rb") as log:
+                log.seek(start)
+                return log.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_size(self):
+        try:
+            return self.log_path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def log_tail(self, lines=40):
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def wait_until(self, ready, *, timeout, interval=0.05):
+        """Poll ``ready()`` until it is true (True), the process exits or time runs out (False)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ready():
+                return True
+            if not self.running():
+                return bool(ready())
+            time.sleep(interval)
+        return bool(ready())
+
+    def stop(self, first_signal=signal.SIGTERM, grace=5.0):
+        """Signal the whole group, wait up to ``grace`` seconds, then SIGKILL whatever is left."""
+        if self.popen is None:
+            return
+        group = self._group_members()
+        try:
+            os.killpg(self.popen.pid, first_signal)
+        except ProcessLookupError:
+            pass
+        try:
+            self.popen.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+        # Anything of the group still alive (a stuck pool process) is killed outright.
+        for proc in group + self._group_members():
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(group, timeout=grace)
+        try:
+            self.popen.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+        if self in _running:
+            _running.remove(self)
+
+    def _group_members(self):
+        members = []
+        for proc in psutil.process_iter(["pid"]):
+            try:
+                if os.getpgid(proc.pid) == self.popen.pid:
+                    members.append(proc)
+            except (ProcessLookupError, psutil.Error, OSError):
+                pass
+        return members
+
+
+@atexit.register
+def _stop_everything():
+    for service in reversed(list(_running)):
+        service.stop(first_signal=signal.SIGKILL, grace=2.0)
