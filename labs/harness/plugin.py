@@ -32,6 +32,8 @@ def pytest_addoption(parser):
                     help=f"run against the reference of step N (1 = the untouched starter, {LAST_STEP} = --solution)")
     group.addoption("--redis", default=os.environ.get("HANDSON_REDIS", "auto"), metavar="KIND",
                     help="auto (default), local, docker, or a redis:// URL (also HANDSON_REDIS)")
+    group.addoption("--keep-logs", action="store_true",
+                    help="keep the services' logs even when every test passes")
 
 
 def _sleep_seconds():
@@ -79,13 +81,13 @@ def pytest_report_header(config):
     return [
         f"celery-handson: workspace {workspace}; sleep {lab['sleep']:g} s; language {language()}",
         f"celery-handson: redis {lab['redis'].describe()} {lab['redis_note']}".rstrip(),
-        f"celery-handson: logs in {lab['run_dir']} (kept when a test fails)",
+        f"celery-handson: logs in {lab['run_dir']} (kept when a test fails, or with --keep-logs)",
     ]
 
 
 def pytest_unconfigure(config):
     lab = config.stash.get(_lab_key, None)
-    if lab and not lab["failed"]:
+    if lab and not lab["failed"] and not config.getoption("keep_logs"):
         shutil.rmtree(lab["run_dir"], ignore_errors=True)
 
 
@@ -99,7 +101,9 @@ def pytest_runtest_makereport(item, call):
         for name in ("celery_worker", "django_server"):
             service = item.funcargs.get(name) if hasattr(item, "funcargs") else None
             if service is not None and service.process.popen is not None:
-                report.sections.append((f"{name} log (last lines)", service.process.log_tail(30)))
+                tail = service.process.log_tail(30)
+                if tail and tail not in str(report.longrepr):  # not when the message quotes it already
+                    report.sections.append((f"{name} log (last lines)", tail))
     return report
 
 

@@ -1,0 +1,79 @@
+"""Run lab modules in a separate pytest process and read back every test's outcome.
+
+Used by the lab-integrity check and by grading: a step is judged by what pytest
+reports in its JUnit XML, so a crashed worker, a fixture error or a timeout is
+an "error" or a "failed", never a pass.
+"""
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ElementTree
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .solutions import ROOT
+
+
+@dataclass
+class TestOutcome:
+    module: str  # e.g. labs/test_step2.py
+    name: str  # the test function
+    status: str  # passed | failed | error | skipped
+    message: str = ""
+    duration: float = 0.0
+    line: int = 0
+
+
+@dataclass
+class LabRun:
+    outcomes: list = field(default_factory=list)
+    exit_code: int = 0
+    output: str = ""
+    timed_out: bool = False
+    seconds: float = 0.0
+
+    def for_module(self, module):
+        return [outcome for outcome in self.outcomes if outcome.module == module]
+
+
+def _outcome(case):
+    module = case.get("file") or case.get("classname", "").replace(".", "/") + ".py"
+    status, message = "passed", ""
+    for child in case:
+        if child.tag in ("failure", "error", "skipped"):
+            status = {"failure": "failed", "error": "error", "skipped": "skipped"}[child.tag]
+            message = (child.get("message") or "") + ("\n" + child.text if child.text else "")
+            break
+    return TestOutcome(module, case.get("name", ""), status, message.strip(),
+                       float(case.get("time") or 0), int(case.get("line") or 0))
+
+
+def run_labs(modules, *, pytest_args=(), env=None, timeout=600):
+    """Run ``pytest modules`` from the repository root; return every test's outcome."""
+    with tempfile.TemporaryDirectory(prefix="celery-handson-run-") as scratch:
+        report = Path(scratch) / "junit.xml"
+        argv = [sys.executable, "-m", "pytest", *modules, "-p", "no:cacheprovider",
+                f"--junitxml={report}", "-o", "junit_family=xunit1", *pytest_args]
+        started = time.monotonic()
+        process = subprocess.Popen(argv, cwd=ROOT, env=env or dict(os.environ), stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        timed_out = False
+        try:
+            output, _ = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            # SIGINT first: pytest then tears its fixtures down and stops the services.
+            timed_out = True
+            os.killpg(process.pid, signal.SIGINT)
+            try:
+                output, _ = process.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                output, _ = process.communicate()
+        run = LabRun(exit_code=process.returncode, output=output, timed_out=timed_out,
+                     seconds=time.monotonic() - started)
+        if report.exists():
+            run.outcomes = [_outcome(case) for case in ElementTree.parse(report).iter("testcase")]
+        return run

@@ -1,0 +1,164 @@
+"""Step 4 — stop tasks: revoke, and terminate the one that is running.
+ステップ 4 — タスクを止める: revoke と、実行中タスクの terminate
+
+What you build
+    The "StopAllTasks" button posts to /handson/task_step4. Its view stops every
+    task the app sent that has not finished, running or still queued:
+
+        for task_id in tasklog.unfinished():
+            celery_app.AsyncResult(task_id).revoke(terminate=True)
+
+    ``revoke`` broadcasts "do not run this id" to every worker. A worker skips a
+    revoked task when its turn comes ("Discarding revoked task") and stores it
+    REVOKED. ``terminate=True`` also kills the pool process already running it
+    (SIGTERM by default), which only a prefork (or eventlet/gevent) pool can do;
+    the task is stored REVOKED ("terminated") and the worker starts a new pool
+    process.
+
+Files to edit
+    handson/views.py   class TaskStep4(View) whose post() revokes as above and
+                       redirects to "base" (``from .celery import app as celery_app``)
+    handson/urls.py    path("handson/task_step4", views.TaskStep4.as_view(), name="task_step4")
+
+Watch for
+    - Take the ids from ``tasklog.unfinished()``, the app's own list. The result
+      backend has no entry yet for a queued task (step 3), so a loop over the
+      backend's keys misses exactly the tasks that have not started.
+    - Without ``terminate=True`` a running task is not stopped: it runs to the end
+      and ends SUCCESS. It does not "run again after a restart" either: a revoke
+      only lives in the worker's memory (``--statedb`` keeps it across restarts).
+      The last test here shows it.
+
+作るもの
+    「StopAllTasks」ボタンは /handson/task_step4 に POST します。そのビューは、アプリが送った
+    未完了のタスク (実行中もキュー待ちも) をすべて止めます (上のコード)。
+
+    ``revoke`` は「この id を実行するな」を全ワーカーに通知します。ワーカーは順番が来た取り消し済み
+    タスクを実行せず ("Discarding revoked task")、REVOKED として保存します。``terminate=True`` は
+    実行中のプールプロセスも終了させます (既定は SIGTERM)。これができるのは prefork (または
+    eventlet/gevent) プールだけです。タスクは REVOKED ("terminated") として保存され、ワーカーは
+    新しいプールプロセスを起動します。
+
+編集するファイル
+    handson/views.py   TaskStep4(View) の post() で上のように revoke し "base" へリダイレクト
+                       (``from .celery import app as celery_app``)
+    handson/urls.py    path("handson/task_step4", views.TaskStep4.as_view(), name="task_step4")
+
+注意
+    - id はアプリ自身の記録 ``tasklog.unfinished()`` から取ります。キュー待ちのタスクは結果
+      バックエンドにまだ項目がないので (ステップ 3)、バックエンドのキーを回すループでは、まさに
+      開始前のタスクを取りこぼします。
+    - ``terminate=True`` がないと実行中のタスクは止まらず、最後まで走って SUCCESS になります。
+      「再起動後に再実行される」こともありません。revoke はワーカーのメモリにだけ残ります
+      (``--statedb`` で再起動後も保持)。最後のテストで確かめます。
+"""
+import pytest
+
+from labs.harness.checks import press, press_step2, received_ids, send_hello_tasks, succeeded_seconds
+from labs.harness.i18n import say
+from labs.harness.waiting import wait_for
+from labs.harness.web import tasks_on_page
+
+pytestmark = pytest.mark.lab
+REVOKE_WITHIN = 2.0  # seconds: a revoke is a broadcast message, it arrives in milliseconds
+ENDED = ("SUCCESS", "FAILURE", "REVOKED")
+
+
+def _wait_until_running(result_backend, task_id):
+    wait_for(lambda: result_backend.state(task_id), timeout=10, interval=0.02)
+    state = result_backend.state(task_id)
+    assert state == "STARTED", say(
+        f"The first task never showed STARTED (it is {state!r}), so it cannot be stopped while it runs. "
+        "Finish step 3 first: CELERY_TASK_TRACK_STARTED = True.",
+        f"1 つ目のタスクが STARTED になりませんでした (現在 {state!r})。実行中に止める確認ができません。"
+        "先にステップ 3 を終えてください: CELERY_TASK_TRACK_STARTED = True。",
+    )
+
+
+def test_stop_all_tasks_revokes_the_running_and_the_queued_task(web, celery_worker, result_backend, sleep_seconds):
+    """StopAllTasks turns a running and a queued task REVOKED within 2 s; neither prints "hello world"."""
+    celery_worker.require_running()
+    mark = celery_worker.mark()
+    running, queued = send_hello_tasks(web, count=2)
+    _wait_until_running(result_backend, running)
+
+    press(web, "/handson/task_step4", "StopAllTasks", "TaskStep4", "task_step4")
+    wait_for(lambda: result_backend.state(running) in ENDED and result_backend.state(queued) in ENDED,
+             timeout=REVOKE_WITHIN)
+    running_state, queued_state = result_backend.state(running), result_backend.state(queued)
+
+    assert running_state == "REVOKED", say(
+        f"{REVOKE_WITHIN:g} s after StopAllTasks the running task is {running_state!r}, not REVOKED. A plain "
+        "revoke() does not stop a task that has started: call revoke(terminate=True).",
+        f"StopAllTasks から {REVOKE_WITHIN:g} 秒後、実行中だったタスクが REVOKED ではなく {running_state!r} です。"
+        "ただの revoke() は開始済みのタスクを止めません。revoke(terminate=True) を呼んでください。",
+    )
+    assert queued_state == "REVOKED", say(
+        f"{REVOKE_WITHIN:g} s after StopAllTasks the queued task is {queued_state!r}, not REVOKED: it was not "
+        "revoked. A queued task has no entry in the result backend yet; take the ids from "
+        "tasklog.unfinished(), which lists queued tasks too.",
+        f"StopAllTasks から {REVOKE_WITHIN:g} 秒後、キュー待ちだったタスクが REVOKED ではなく {queued_state!r} です "
+        "(取り消されていません)。キュー待ちのタスクは結果バックエンドにまだ項目がありません。キュー待ちも返す "
+        "tasklog.unfinished() から id を取ってください。",
+    )
+    log = celery_worker.log(mark)
+    assert f"Terminating {running}" in log and "hello world" not in log, say(
+        f"The worker's log should show `Terminating {running}` and no \"hello world\". Log since Step2:\n{log}",
+        f"ワーカーのログには `Terminating {running}` があり、\"hello world\" はないはずです。Step2 以降のログ:\n{log}",
+    )
+    page_states = dict(tasks_on_page(web.get("/handson").text))
+    assert page_states.get(running) == page_states.get(queued) == "REVOKED", say(
+        f"The page lists the two tasks as {page_states.get(running)!r} and {page_states.get(queued)!r}, not REVOKED.",
+        f"ページには 2 つのタスクが REVOKED ではなく {page_states.get(running)!r} と {page_states.get(queued)!r} と表示されています。",
+    )
+
+
+def test_the_worker_runs_new_tasks_after_a_terminate(web, celery_worker, result_backend, sleep_seconds):
+    """Terminating a task kills one pool process, not the worker: the next task runs and succeeds."""
+    celery_worker.require_running()
+    mark = celery_worker.mark()
+    press_step2(web)
+
+    received = wait_for(lambda: received_ids(celery_worker.log(mark)), timeout=10)
+    ran = received and wait_for(lambda: succeeded_seconds(celery_worker.log(mark), received[0]),
+                                timeout=sleep_seconds + 20)
+
+    celery_worker.require_running()
+    assert ran, say(
+        f"After StopAllTasks the worker did not run a new task to the end. Worker log:\n{celery_worker.log(mark)}",
+        f"StopAllTasks の後、ワーカーが新しいタスクを最後まで実行しませんでした。ワーカーのログ:\n{celery_worker.log(mark)}",
+    )
+
+
+def test_revoke_without_terminate_skips_queued_but_lets_running_finish(
+        web, celery_worker, result_backend, broker_control, sleep_seconds):
+    """Settles the original hands-on's open question: what does revoke() without terminate do?
+
+    The queued task is skipped (REVOKED). The running one is not touched: it
+    prints "hello world" and ends SUCCESS.
+    """
+    celery_worker.require_running()
+    mark = celery_worker.mark()
+    running, queued = send_hello_tasks(web, count=2)
+    _wait_until_running(result_backend, running)
+
+    broker_control.revoke(running, terminate=False)
+    broker_control.revoke(queued, terminate=False)
+    wait_for(lambda: result_backend.state(running) in ENDED, timeout=sleep_seconds + 20)
+
+    assert result_backend.state(queued) == "REVOKED", say(
+        f"The queued task revoked without terminate is {result_backend.state(queued)!r}, expected REVOKED "
+        "(skipped when its turn came).",
+        f"terminate なしで取り消したキュー待ちタスクが {result_backend.state(queued)!r} です。REVOKED "
+        "(順番が来たときにスキップ) のはずです。",
+    )
+    assert result_backend.state(running) == "SUCCESS", say(
+        f"The running task revoked without terminate ended {result_backend.state(running)!r}, expected SUCCESS: "
+        "without terminate a started task runs to the end. Does the worker use the prefork pool?",
+        f"terminate なしで取り消した実行中タスクが {result_backend.state(running)!r} で終わりました。SUCCESS のはず "
+        "です (terminate なしでは開始済みのタスクは最後まで走ります)。ワーカーは prefork プールですか？",
+    )
+    assert celery_worker.log(mark).count("hello world") == 1, say(
+        "Exactly one \"hello world\" was expected in the worker's log (the running task's).",
+        "ワーカーのログには \"hello world\" がちょうど 1 回 (実行中だったタスクの分) 出るはずです。",
+    )
