@@ -30,6 +30,8 @@ def pytest_addoption(parser):
                     help="run the labs against the reference solution instead of your handson/")
     group.addoption("--reference", type=int, metavar="N", default=None,
                     help=f"run against the reference of step N (1 = the untouched starter, {LAST_STEP} = --solution)")
+    group.addoption("--workspace", metavar="DIR", default=None,
+                    help="grade the handson/ inside DIR instead of this repository's (e.g. a learner's clone)")
     group.addoption("--redis", default=os.environ.get("HANDSON_REDIS", "auto"), metavar="KIND",
                     help="auto (default), local, docker, or a redis:// URL (also HANDSON_REDIS)")
     group.addoption("--keep-logs", action="store_true",
@@ -57,6 +59,9 @@ def pytest_configure(config):
         reference = LAST_STEP
     if reference is not None and not 1 <= reference <= LAST_STEP:
         raise pytest.UsageError(f"--reference={reference}: choose a step from 1 to {LAST_STEP}.")
+    workspace = config.getoption("workspace")
+    if workspace and not (Path(workspace) / "handson").is_dir():
+        raise pytest.UsageError(f"--workspace={workspace}: no handson/ folder there.")
     run_dir = Path(tempfile.mkdtemp(prefix="celery-handson-"))
     try:
         redis, redis_note = choose_redis(config.getoption("redis"), run_dir)
@@ -64,7 +69,7 @@ def pytest_configure(config):
         shutil.rmtree(run_dir, ignore_errors=True)
         raise pytest.UsageError(str(problem)) from None
     config.stash[_lab_key] = {
-        "reference": reference, "run_dir": run_dir, "redis": redis, "redis_note": redis_note,
+        "reference": reference, "workspace": Path(workspace).resolve() if workspace else ROOT, "run_dir": run_dir, "redis": redis, "redis_note": redis_note,
         "sleep": _sleep_seconds(), "failed": False,
     }
 
@@ -72,7 +77,7 @@ def pytest_configure(config):
 def pytest_report_header(config):
     lab = config.stash[_lab_key]
     if lab["reference"] is None:
-        workspace = say("handson/ (your code)", "handson/ (あなたのコード)")
+        workspace = say(f"{lab['workspace'] / 'handson'} (your code)", f"{lab['workspace'] / 'handson'} (あなたのコード)")
     elif lab["reference"] == 1:
         workspace = say("the untouched starter (labs/solutions)", "手を加えていないスターター (labs/solutions)")
     else:
@@ -125,11 +130,11 @@ def workspace(lab):
     """The folder holding the handson/ package under test."""
     if lab["reference"] is not None:
         return materialize(lab["reference"], lab["run_dir"] / f"reference-step{lab['reference']}")
-    if not (ROOT / "handson" / "settings.py").exists():
+    if not (lab["workspace"] / "handson" / "settings.py").exists():
         pytest.fail(say("handson/settings.py is missing: restore your workspace (make reset).",
                         "handson/settings.py がありません。ワークスペースを戻してください (make reset)。"),
                     pytrace=False)
-    return ROOT
+    return lab["workspace"]
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,8 @@ import redis as redis_py
 from .i18n import say
 from .processes import ServiceProcess, free_port
 
-START_TIMEOUT = 10  # seconds; a Redis that is not answering by then is not coming
+START_TIMEOUT = 10  # seconds; a Redis we start that is not answering by then is not coming
+REACH_TIMEOUT = 5  # seconds; a server that is already running answers at once or not at all
 
 
 class RedisUnavailable(RuntimeError):
@@ -140,11 +141,11 @@ class ExternalRedis(RedisService):
         return f"existing Redis {self.url} (queue {self.broker_url}, results {self.result_backend_url})"
 
     def start(self):
-        error = _wait_for_ping(self.broker_url, START_TIMEOUT)
+        error = _wait_for_ping(self.broker_url, REACH_TIMEOUT)
         if error is not None:
             raise RedisUnavailable(say(
-                f"Redis at {self.url} did not answer within {START_TIMEOUT} s: {error}",
-                f"{self.url} の Redis が {START_TIMEOUT} 秒以内に応答しませんでした: {error}",
+                f"Redis at {self.url} did not answer within {REACH_TIMEOUT} s: {error}",
+                f"{self.url} の Redis が {REACH_TIMEOUT} 秒以内に応答しませんでした: {error}",
             ))
         self._ids_before = set(self.client().zrange("handson:tasks", 0, -1))
         return self
@@ -171,7 +172,12 @@ def choose_redis(choice, log_dir):
 
         reason = docker.engine_problem()
         if reason is None:
-            return docker.DockerRedis(log_dir), ""
+            try:
+                return docker.DockerRedis(log_dir), ""
+            except RedisUnavailable as problem:  # an engine, but no image to run
+                if choice == "docker":
+                    raise RedisUnavailable(f"--redis=docker: {problem}") from None
+                return LocalRedis(log_dir), f"(auto: no Docker image, {problem})"
         if choice == "docker":
             raise RedisUnavailable(say(
                 f"--redis=docker: no Docker engine answers ({reason}). Start Docker, or use "

@@ -1,0 +1,120 @@
+"""`make run`: the hands-on app by hand, on the same services the labs start.
+
+Redis (embedded by default), the Celery worker and the single-threaded Django
+server run in the foreground with their log lines prefixed by service.
+Ctrl-C stops all three. PORT (8000), HANDSON_SLEEP (10) and HANDSON_REDIS
+(local) are honoured; --solution serves the reference instead of handson/.
+"""
+import argparse
+import os
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .i18n import say
+from .redis import RedisUnavailable, choose_redis
+from .solutions import LAST_STEP, ROOT, materialize
+from .web import DjangoServer
+from .worker import CeleryWorker
+
+DEFAULT_SLEEP = "10"  # as in the original hands-on
+
+
+def _port():
+    raw = os.environ.get("PORT", "8000")
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        sys.exit(say(f"PORT={raw!r}: give a port number from 1 to 65535.",
+                     f"PORT={raw!r}: 1〜65535 のポート番号を指定してください。"))
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", int(raw)))
+        except OSError:
+            sys.exit(say(f"Port {raw} is in use. Choose another: PORT=8001 make run",
+                         f"ポート {raw} は使用中です。別のポートを指定してください: PORT=8001 make run"))
+    return int(raw)
+
+
+def _sleep():
+    raw = os.environ.get("HANDSON_SLEEP", DEFAULT_SLEEP)
+    try:
+        if 0 < float(raw) <= 3600:
+            return raw
+    except ValueError:
+        pass
+    sys.exit(say(f"HANDSON_SLEEP={raw!r}: give a number of seconds above 0.",
+                 f"HANDSON_SLEEP={raw!r}: 0 より大きい秒数を指定してください。"))
+
+
+class LogFollower:
+    """Prints the new lines of each service's log file with a prefix (like `tail -f`)."""
+
+    def __init__(self, files):
+        self.files = {name: [Path(path), 0] for name, path in files.items()}
+        self.width = max(map(len, files))
+
+    def print_new(self):
+        for name, state in self.files.items():
+            path, offset = state
+            if not path.exists():
+                continue
+            with open(path, "rb") as log:
+                log.seek(offset)
+                chunk = log.read()
+            complete = chunk[: chunk.rfind(b"\n") + 1]  # hold back a half-written line
+            state[1] = offset + len(complete)
+            for line in complete.decode("utf-8", "replace").splitlines():
+                print(f"{name:<{self.width}} | {line}", flush=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--solution", action="store_true", help="serve the reference solution")
+    args = parser.parse_args(argv)
+    port, sleep = _port(), _sleep()
+    run_dir = Path(tempfile.mkdtemp(prefix="celery-handson-run-"))
+    workspace = materialize(LAST_STEP, run_dir / "reference") if args.solution else ROOT
+    try:
+        redis, _ = choose_redis(os.environ.get("HANDSON_REDIS", "local"), run_dir)
+        redis.start()
+    except RedisUnavailable as problem:
+        sys.exit(str(problem))
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CELERY_")}
+    env.update(PYTHONPATH=str(workspace), DJANGO_SETTINGS_MODULE="handson.settings", PYTHONUNBUFFERED="1",
+               HANDSON_BROKER_URL=redis.broker_url, HANDSON_RESULT_BACKEND=redis.result_backend_url,
+               HANDSON_SLEEP=sleep)
+    worker = web = None
+    follower = LogFollower({"redis": run_dir / "redis.log", "worker": run_dir / "worker.log",
+                            "web": run_dir / "web.log"})
+    try:
+        worker = CeleryWorker(workspace, redis, env, run_dir).start()
+        web = DjangoServer(workspace, env, run_dir, port=port).start()
+        follower.print_new()
+        if worker.problem:
+            print(say("\nThe worker is not running (fine for step 1, needed from step 2 on):\n",
+                      "\nワーカーは起動していません (ステップ 1 では問題なし、ステップ 2 から必要):\n")
+                  + worker.problem.split("\n\n")[0])
+        if web.problem:
+            sys.exit(web.problem)
+        print(say(f"\n  Open {web.url}/handson  (HANDSON_SLEEP={sleep} s; Ctrl-C stops everything)\n",
+                  f"\n  {web.url}/handson を開いてください (HANDSON_SLEEP={sleep} 秒、Ctrl-C ですべて停止)\n"),
+              flush=True)
+        while web.process.running():
+            follower.print_new()
+            time.sleep(0.2)  # a tail -f refresh, not a wait on a condition
+        follower.print_new()
+        return 1
+    except KeyboardInterrupt:
+        print(say("\nStopping the web server, the worker and Redis...", "\nWeb サーバー、ワーカー、Redis を停止します..."))
+        return 0
+    finally:
+        for service in (web, worker, redis):
+            if service is not None:
+                service.stop()
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

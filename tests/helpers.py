@@ -1,0 +1,37 @@
+"""Helpers for the project's own tests: run the labs in a child pytest and find what it left."""
+import os
+import uuid
+
+import psutil
+
+from labs.harness.runner import run_labs
+
+STEP_MODULES = [f"labs/test_step{number}.py" for number in range(1, 5)]
+
+
+def marked_env(**extra):
+    """An environment carrying a fresh marker, so every process a run starts can be found by it."""
+    mark = uuid.uuid4().hex
+    env = {key: value for key, value in os.environ.items() if key != "HANDSON_SLEEP"}  # the labs' own default
+    env.update(HANDSON_RUN_MARK=mark, HANDSON_LANG="en", **extra)
+    return mark, env
+
+
+def processes_marked(mark):
+    """Live processes started with HANDSON_RUN_MARK=mark (redis-server, worker, web server...)."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if proc.pid != os.getpid() and proc.environ().get("HANDSON_RUN_MARK") == mark:
+                if proc.status() != psutil.STATUS_ZOMBIE:
+                    found.append(" ".join(proc.info["cmdline"] or [])[:120])
+        except psutil.Error:
+            pass
+    return found
+
+
+def run_marked(modules, pytest_args=(), timeout=600, **env_extra):
+    """run_labs with a marker; returns (run, processes still alive afterwards)."""
+    mark, env = marked_env(**env_extra)
+    run = run_labs(modules, pytest_args=pytest_args, env=env, timeout=timeout)
+    return run, processes_marked(mark)
