@@ -17,14 +17,17 @@ def marked_env(**extra):
     return mark, env
 
 
-def processes_marked(mark):
-    """Live processes started with HANDSON_RUN_MARK=mark (redis-server, worker, web server...)."""
+def processes_marked(mark, owner_pid):
+    """Live processes of one lab run: those started with HANDSON_RUN_MARK=mark (the worker, the web
+    server), and those working in the run folder of pytest ``owner_pid`` (redis-server, which
+    overwrites its environment when it renames itself)."""
     found = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
         try:
-            if proc.pid != os.getpid() and proc.environ().get("HANDSON_RUN_MARK") == mark:
-                if proc.status() != psutil.STATUS_ZOMBIE:
-                    found.append(" ".join(proc.info["cmdline"] or [])[:120])
+            if proc.pid == os.getpid() or proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if proc.environ().get("HANDSON_RUN_MARK") == mark or f"celery-handson-{owner_pid}-" in proc.cwd():
+                found.append(" ".join(proc.info["cmdline"] or [])[:120])
         except psutil.Error:
             pass
     return found
@@ -34,4 +37,4 @@ def run_marked(modules, pytest_args=(), timeout=600, **env_extra):
     """run_labs with a marker; returns (run, processes still alive afterwards)."""
     mark, env = marked_env(**env_extra)
     run = run_labs(modules, pytest_args=pytest_args, env=env, timeout=timeout)
-    return run, processes_marked(mark)
+    return run, processes_marked(mark, run.pid)

@@ -8,7 +8,9 @@ happened; the process module also kills them if pytest itself dies.
 """
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -52,8 +54,16 @@ def _sleep_seconds():
     return seconds
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "lab: a lesson's check")
+    # A grader's timeout sends SIGTERM: treat it like Ctrl-C, so that the fixtures
+    # tear down (containers included) instead of the process just vanishing.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
     reference = config.getoption("reference")
     if config.getoption("solution"):
         reference = LAST_STEP
@@ -62,7 +72,9 @@ def pytest_configure(config):
     workspace = config.getoption("workspace")
     if workspace and not (Path(workspace) / "handson").is_dir():
         raise pytest.UsageError(f"--workspace={workspace}: no handson/ folder there.")
-    run_dir = Path(tempfile.mkdtemp(prefix="celery-handson-"))
+    # The pid in the name tells whose services these are (redis-server rewrites its
+    # own command line, but keeps this folder as its working directory).
+    run_dir = Path(tempfile.mkdtemp(prefix=f"celery-handson-{os.getpid()}-"))
     try:
         redis, redis_note = choose_redis(config.getoption("redis"), run_dir)
     except RedisUnavailable as problem:

@@ -34,6 +34,7 @@ class LabRun:
     output: str = ""
     timed_out: bool = False
     seconds: float = 0.0
+    pid: int = 0  # the child pytest's, which names its run folder (see plugin.py)
 
     def for_module(self, module):
         return [outcome for outcome in self.outcomes if outcome.module == module]
@@ -73,7 +74,7 @@ def run_labs(modules, *, pytest_args=(), env=None, timeout=600):
                 os.killpg(process.pid, signal.SIGKILL)
                 output, _ = process.communicate()
         run = LabRun(exit_code=process.returncode, output=output, timed_out=timed_out,
-                     seconds=time.monotonic() - started)
+                     seconds=time.monotonic() - started, pid=process.pid)
         if report.exists():
             run.outcomes = [_outcome(case) for case in ElementTree.parse(report).iter("testcase")]
         return run

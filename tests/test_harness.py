@@ -1,0 +1,103 @@
+"""Unit tests of the harness's small parts (each isolates what it tests; the labs use the real thing)."""
+import os
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from labs.harness import i18n
+from labs.harness.processes import ServiceProcess, free_port
+from labs.harness.redis import ExternalRedis, LocalRedis, RedisUnavailable, choose_redis
+from labs.harness.solutions import ROOT
+from labs.harness.waiting import wait_for
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({"HANDSON_LANG": "ja"}, "ja"), ({"HANDSON_LANG": "en", "LANG": "ja_JP.UTF-8"}, "en"),
+    ({"LANG": "ja_JP.UTF-8"}, "ja"), ({"LC_ALL": "C.UTF-8", "LANG": "ja_JP.UTF-8"}, "en"),
+    ({"HANDSON_LANG": "fr", "LANG": "en_US.UTF-8"}, "en"),
+])
+def test_the_language_comes_from_handson_lang_then_the_locale(monkeypatch, env, expected):
+    for name in ("HANDSON_LANG", "LC_ALL", "LC_MESSAGES", "LANG", "LANGUAGE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert i18n.language() == expected
+    assert i18n.say("english", "日本語") == ("日本語" if expected == "ja" else "english")
+
+
+def test_stopping_a_service_kills_its_whole_process_group(tmp_path):
+    """A child that forks (like Celery's pool) is stopped with everything it started."""
+    service = ServiceProcess("forker", ["sh", "-c", "sleep 300 & sleep 300 & wait"], env=None, cwd=tmp_path,
+                             log_path=tmp_path / "forker.log").start()
+    assert wait_for(lambda: len(psutil.Process(service.pid).children()) == 2, timeout=5)
+    grandchildren = psutil.Process(service.pid).children()
+
+    service.stop(grace=2)
+
+    assert not service.running()
+    assert not [p for p in grandchildren if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_free_ports_are_free_and_distinct():
+    ports = {free_port() for _ in range(5)}
+    assert len(ports) == 5 and all(1024 < port < 65536 for port in ports)
+
+
+def test_the_embedded_redis_starts_on_a_free_port_and_stops(tmp_path):
+    redis = LocalRedis(tmp_path).start()
+    try:
+        assert redis.client().ping()
+        assert redis.broker_url.endswith("/1") and redis.result_backend_url.endswith("/0")
+    finally:
+        redis.stop()
+    assert not redis.process.running()
+
+
+def test_an_existing_redis_gets_databases_of_its_own():
+    assert ExternalRedis("redis://example:6379/3").broker_url == "redis://example:6379/3"
+    assert ExternalRedis("redis://example:6379/3").result_backend_url == "redis://example:6379/4"
+    assert ExternalRedis("redis://example:6379").broker_url == "redis://example:6379/14"
+    with pytest.raises(RedisUnavailable, match="0 to 14"):
+        ExternalRedis("redis://example:6379/15")
+
+
+def test_an_unreachable_redis_url_fails_fast_and_names_the_url():
+    url = f"redis://127.0.0.1:{free_port()}/2"
+    started = time.monotonic()
+    with pytest.raises(RedisUnavailable, match=url.replace("/", r"\/").replace(".", r"\.")):
+        ExternalRedis(url).start()
+    assert time.monotonic() - started < 10
+
+
+def test_an_unknown_redis_choice_is_refused(tmp_path):
+    with pytest.raises(RedisUnavailable, match="auto / local / docker|auto, local, docker"):
+        choose_redis("memcached", tmp_path)
+
+
+def _pytest(*args, **env):
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=ROOT,
+                          env=dict(os.environ, HANDSON_LANG="en", **env), capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("sleep", ["abc", "0", "-1", "1000"])
+def test_a_bad_handson_sleep_is_a_usage_error(sleep):
+    result = _pytest("labs/test_step1.py", HANDSON_SLEEP=sleep)
+    assert result.returncode == 4 and "HANDSON_SLEEP" in result.stderr + result.stdout
+
+
+def test_an_unreachable_redis_url_fails_the_lab_fast_with_the_url():
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    started = time.monotonic()
+    result = _pytest("labs/test_step1.py", f"--redis={url}")
+    assert result.returncode != 0 and url in result.stdout, result.stdout[-2000:]
+    assert time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize("port, message", [("abc", "PORT="), ("70000", "PORT=")])
+def test_make_run_refuses_a_bad_port(port, message):
+    result = subprocess.run([sys.executable, "-m", "labs.harness.run"], cwd=ROOT, capture_output=True, text=True,
+                            env=dict(os.environ, PORT=port, HANDSON_LANG="en"), timeout=60)
+    assert result.returncode != 0 and message in result.stderr
