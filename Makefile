@@ -7,7 +7,7 @@ PYTEST := $(PY) -m pytest
 # SOLUTION=1 runs against the reference solution instead of your handson/.
 LAB_OPTS := $(if $(filter 1 yes true,$(SOLUTION)),--solution,)
 
-.PHONY: help install test run step1 step2 step3 step4 lab bench clean
+.PHONY: help install test run step1 step2 step3 step4 lab bench clean status hint watch reset grade
 
 help:
 	@echo "make run        the hands-on app at http://127.0.0.1:$${PORT:-8000}/handson (Ctrl-C stops it)"
@@ -15,6 +15,11 @@ help:
 	@echo "make lab        all four steps"
 	@echo "make test       the project's own tests (labs on the reference + lab integrity)"
 	@echo "make bench      how long the lab takes, and its overhead beyond the sleeps"
+	@echo "make status     your progress: each step passed / failed / not run, and what is next"
+	@echo "make hint STEP=n   the next hint of step n (ALL=1: every hint)"
+	@echo "make watch STEP=n  check step n again on every save under handson/ (WATCH_POLL=1 on network drives)"
+	@echo "make reset [STEP=n]  put handson/ (or step n's files) back to the starter, with a backup (YES=1: no question)"
+	@echo "make grade      score every step: grade.json (GitHub Classroom format) and grade.md (SOLUTION=1: the reference)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) || { echo "Could not create $(VENV): install Python 3.10+ with venv (Debian: apt install python3-venv)"; exit 1; }
@@ -40,3 +45,20 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .lab grade.json grade.md
+
+# Learner tools (labs/harness): STEP=n picks a step; without it, the next one to do.
+status: $(STAMP)
+	$(PY) -m labs.harness.status
+
+hint: $(STAMP)
+	$(PY) -m labs.harness.hints $(STEP) $(if $(filter 1 yes true,$(ALL)),--all,)
+
+watch: $(STAMP)
+	$(PY) -m labs.harness.watch $(STEP) $(LAB_OPTS)
+
+reset: $(STAMP)
+	$(PY) -m labs.harness.reset $(STEP) $(if $(filter 1 yes true,$(YES)),--yes,)
+
+# Exit code 1 when a step fails, so a grader that reads only the exit code never passes it.
+grade: $(STAMP)
+	$(PY) -m labs.harness.grade $(LAB_OPTS) $(if $(TIMEOUT),--timeout=$(TIMEOUT),)
