@@ -1,0 +1,333 @@
+"""The learner's tools: progress and status, hints, reset, watch, grade.
+
+Every test keeps its records in a temporary .lab/ (HANDSON_LAB_DIR) and works on
+a temporary workspace, so it never touches the repository's handson/ or .lab/.
+The grade tests run the real labs (about 30 s each).
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from labs.harness.solutions import ROOT, materialize
+from labs.harness.steps import load_steps
+from labs.harness.waiting import wait_for
+
+from .helpers import marked_env, processes_marked, run_marked
+
+
+def tool(name, *args, lab_dir, lang="en", stdin="", extra_env=None):
+    """Run ``python -m labs.harness.<name> args``; return the CompletedProcess (text)."""
+    env = dict(os.environ, HANDSON_LAB_DIR=str(lab_dir), HANDSON_LANG=lang, COLUMNS="120", **(extra_env or {}))
+    return subprocess.run([sys.executable, "-m", f"labs.harness.{name}", *map(str, args)], cwd=ROOT, env=env,
+                          input=stdin, capture_output=True, text=True, timeout=120, check=False)
+
+
+def step_row(output, number):
+    return next(line for line in output.splitlines() if f" {number}. " in line)
+
+
+# -- progress and status -----------------------------------------------------------
+def test_status_after_a_partial_run_shows_the_next_step(tmp_path):
+    """Steps 1 and 2 run on the starter: 1 passes, 2 fails, 3-4 never ran; status points at step 2."""
+    workspace = materialize(1, tmp_path / "workspace")
+    run, left_behind = run_marked(["labs/test_step1.py", "labs/test_step2.py"],
+                                  pytest_args=["--workspace", str(workspace)], HANDSON_LAB_DIR=str(tmp_path / "lab"))
+    assert not left_behind, left_behind
+    assert {o.status for o in run.for_module("labs/test_step1.py")} == {"passed"}, run.output[-2000:]
+
+    record = json.loads((tmp_path / "lab" / "progress.json").read_text())["steps"]
+    assert record["1"]["status"] == "passed" and record["1"]["tests"] == record["1"]["passed"] > 0
+    assert record["2"]["status"] == "failed" and record["2"]["seconds"] > 0 and record["2"]["at"]
+    assert set(record) == {"1", "2"}
+
+    shown = tool("status", lab_dir=tmp_path / "lab")
+    assert shown.returncode == 0, shown.stderr
+    assert "✔ passed" in step_row(shown.stdout, 1) and "10/10" in step_row(shown.stdout, 1)
+    assert "→" in step_row(shown.stdout, 2) and "✘ failed" in step_row(shown.stdout, 2)
+    assert "not run" in step_row(shown.stdout, 3) and "→" not in step_row(shown.stdout, 3)
+    assert "Next: step 2" in shown.stdout and "10/100 points, 1/4 steps" in shown.stdout
+
+    japanese = tool("status", lab_dir=tmp_path / "lab", lang="ja")
+    assert "次は ステップ 2" in japanese.stdout and "✔ 合格" in japanese.stdout
+
+
+def test_runs_on_the_reference_are_not_recorded(tmp_path):
+    run, left_behind = run_marked(["labs/test_step1.py"], pytest_args=["--reference", "1"],
+                                  HANDSON_LAB_DIR=str(tmp_path / "lab"))
+    assert {o.status for o in run.outcomes} == {"passed"} and not left_behind, run.output[-2000:]
+    assert not (tmp_path / "lab" / "progress.json").exists()
+
+
+def test_progress_gives_a_verdict_only_on_whole_runs(tmp_path):
+    """A failure or a module that does not import fails its step; a run left partial by -k changes nothing.
+
+    A stand-in lab (no services) in a folder of its own, with the progress plugin alone.
+    """
+    labs = tmp_path / "labs"
+    labs.mkdir()
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (labs / "test_step1.py").write_text("def test_a():\n    pass\n\ndef test_b():\n    pass\n")
+    (labs / "test_step2.py").write_text("def test_a():\n    pass\n\ndef test_b():\n    assert 0\n")
+    (labs / "test_step3.py").write_text("import no_such_module\n")
+    (labs / "test_step4.py").write_text("def test_a():\n    pass\n\ndef test_b():\n    pass\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HANDSON_LAB_DIR=str(tmp_path / "lab"))
+
+    def pytest_run(*args):
+        subprocess.run([sys.executable, "-m", "pytest", "-p", "labs.harness.progress", "-q", *args],
+                       cwd=tmp_path, env=env, capture_output=True, check=False)
+
+    pytest_run("labs/test_step1.py", "labs/test_step2.py", "labs/test_step4.py", "-k", "not test_b or step2")
+    pytest_run("labs/test_step3.py")  # pytest stops at a collection error: nothing else would run
+
+    record = json.loads((tmp_path / "lab" / "progress.json").read_text())["steps"]
+    assert record["2"]["status"] == "failed" and record["2"]["passed"] == 1
+    assert record["3"]["status"] == "failed"
+    assert "1" not in record and "4" not in record  # test_b left out: no verdict
+
+    (labs / "test_step1.py").write_text("import os, signal\n\ndef test_a():\n    assert 0\n\n"
+                                        "def test_b():\n    os.kill(os.getpid(), signal.SIGINT)\n")
+    pytest_run("labs/test_step1.py")  # Ctrl-C: the learner stopped it, even its failure is no verdict
+    assert "1" not in json.loads((tmp_path / "lab" / "progress.json").read_text())["steps"]
+
+
+# -- hints ---------------------------------------------------------------------------
+@pytest.mark.parametrize("lang", ["en", "ja"])
+def test_hint_shows_the_next_hint_each_time_in_the_chosen_language(tmp_path, lang):
+    [step3] = [step for step in load_steps() if step.number == 3]
+    hints, other = step3.hints[lang], step3.hints["ja" if lang == "en" else "en"]
+    label = {"en": "Hint", "ja": "ヒント"}[lang]
+
+    first = tool("hints", 3, lab_dir=tmp_path, lang=lang)
+    second = tool("hints", 3, lab_dir=tmp_path, lang=lang)
+    every = tool("hints", 3, "--all", lab_dir=tmp_path, lang=lang)
+
+    def flat(text):  # rich wraps long lines inside its panels
+        return "".join(part.strip(" │╭╮╰╯─") for part in text.splitlines())
+
+    assert first.returncode == 0, first.stderr
+    assert f"{label} 1/{len(hints)}" in first.stdout and flat(hints[0]).replace(" ", "") in flat(
+        first.stdout).replace(" ", "")
+    assert f"{label} 2/{len(hints)}" in second.stdout and f"{label} 1/" not in second.stdout
+    assert all(f"{label} {n}/{len(hints)}" in every.stdout for n in range(1, len(hints) + 1))
+    assert other[0][:20] not in first.stdout
+
+
+def test_hint_refuses_an_unknown_step(tmp_path):
+    refused = tool("hints", 9, lab_dir=tmp_path, lang="ja")
+    assert refused.returncode == 2 and "ステップ '9' はありません" in refused.stderr
+
+
+def test_make_targets_pass_their_variables():
+    """The Makefile hands STEP, ALL, YES, SOLUTION and TIMEOUT to the tools (dry run: nothing runs)."""
+    def dry(*args):
+        return subprocess.run(["make", "-n", *args], cwd=ROOT, capture_output=True, text=True, check=False).stdout
+
+    assert "-m labs.harness.hints 3 --all" in dry("hint", "STEP=3", "ALL=1")
+    assert "-m labs.harness.reset 2 --yes" in dry("reset", "STEP=2", "YES=1")
+    assert "-m labs.harness.watch 2 --solution" in dry("watch", "STEP=2", "SOLUTION=1")
+    assert "-m labs.harness.grade --solution --timeout=60" in dry("grade", "SOLUTION=1", "TIMEOUT=60")
+    assert "-m labs.harness.status" in dry("status")
+
+
+# -- reset ---------------------------------------------------------------------------
+def _break_step2(handson):
+    (handson / "views.py").write_text("broken = (\n")
+    (handson / "urls.py").unlink()
+    (handson / "celery.py").write_text("app = None\n")  # a file of step 2 the starter does not have
+    (handson / "templates" / "handson" / "base.html").write_text("mine\n")  # not a step 2 file
+
+
+def test_reset_step2_restores_the_starter_files_and_keeps_a_backup(tmp_path):
+    starter = materialize(1, tmp_path / "starter") / "handson"
+    workspace = materialize(1, tmp_path / "workspace")
+    _break_step2(workspace / "handson")
+
+    declined = tool("reset", 2, "--root", workspace, lab_dir=tmp_path / "lab", stdin="n\n")
+    assert declined.returncode == 1 and (workspace / "handson" / "views.py").read_text() == "broken = (\n"
+
+    done = tool("reset", 2, "--root", workspace, lab_dir=tmp_path / "lab", stdin="y\n")
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name in ("views.py", "urls.py", "settings.py", "__init__.py"):
+        assert (workspace / "handson" / name).read_bytes() == (starter / name).read_bytes(), name
+    assert not (workspace / "handson" / "celery.py").exists()
+    assert (workspace / "handson" / "templates" / "handson" / "base.html").read_text() == "mine\n"
+    [backup] = (tmp_path / "lab").glob("backup-*")
+    assert (backup / "handson" / "views.py").read_text() == "broken = (\n"
+    assert (backup / "handson" / "celery.py").read_text() == "app = None\n"
+
+    again = tool("reset", 2, "--root", workspace, "--yes", lab_dir=tmp_path / "lab")
+    assert again.returncode == 0 and "nothing to do" in again.stdout
+
+
+def test_reset_everything_with_yes_matches_the_starter(tmp_path):
+    starter = materialize(1, tmp_path / "starter") / "handson"
+    workspace = materialize(1, tmp_path / "workspace")
+    _break_step2(workspace / "handson")
+    (workspace / "handson" / "notes.txt").write_text("mine\n")
+
+    done = tool("reset", "--root", workspace, "--yes", lab_dir=tmp_path / "lab", lang="ja")
+    assert done.returncode == 0 and "完了" in done.stdout, done.stdout + done.stderr
+    files = sorted(p.relative_to(workspace / "handson") for p in (workspace / "handson").rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(starter) for p in starter.rglob("*") if p.is_file())
+    assert all((workspace / "handson" / f).read_bytes() == (starter / f).read_bytes() for f in files)
+
+
+# -- watch ---------------------------------------------------------------------------
+class _Watch:
+    """`python -m labs.harness.watch` on a scratch folder, running a cheap command; lines timestamped."""
+
+    def __init__(self, tmp_path, path, extra_env=None):
+        self.runs = tmp_path / "runs.txt"
+        command = f"{sys.executable} -c \"open({str(self.runs)!r}, 'a').write('run\\n'); print('RUN')\""
+        env = dict(os.environ, HANDSON_LAB_DIR=str(tmp_path / "lab"), HANDSON_LANG="en", **(extra_env or {}))
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "labs.harness.watch", "2", "--path", str(path), "--command", command],
+            cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+)
+        self.lines = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            self.lines.append((time.monotonic(), line))
+
+    def text(self):
+        return "".join(line for _, line in self.lines)
+
+    def run_count(self):
+        return self.runs.read_text().count("run") if self.runs.exists() else 0
+
+    def stop(self):
+        self.process.send_signal(signal.SIGINT)
+        return self.process.wait(timeout=15)
+
+
+def test_watch_reruns_within_two_seconds_of_a_save(tmp_path):
+    handson = tmp_path / "handson"
+    handson.mkdir()
+    (handson / "views.py").write_text("first\n")
+    watch = _Watch(tmp_path, handson)
+    try:
+        assert wait_for(lambda: "Watching" in watch.text(), timeout=20), watch.text()
+        assert watch.run_count() == 1
+        saved = time.monotonic()
+        (handson / "views.py").write_text("second\n")
+        assert wait_for(lambda: watch.run_count() == 2, timeout=2), watch.text()
+        assert time.monotonic() - saved < 2
+        assert wait_for(lambda: "saved views.py" in watch.text(), timeout=2), watch.text()
+    finally:
+        code = watch.stop()
+    assert code == 0 and "Watch stopped" in watch.text(), watch.text()
+
+
+def test_watch_falls_back_to_enter_and_says_so(tmp_path):
+    """A folder that cannot be watched (here: missing) leaves Enter, with a message saying why."""
+    watch = _Watch(tmp_path, tmp_path / "not-there")
+    try:
+        assert wait_for(lambda: "File watching stopped working" in watch.text(), timeout=20), watch.text()
+        watch.process.stdin.write("\n")
+        watch.process.stdin.flush()
+        assert wait_for(lambda: watch.run_count() == 2, timeout=10), watch.text()
+    finally:
+        assert watch.stop() == 0
+
+
+def test_watch_enter_only_mode(tmp_path):
+    handson = tmp_path / "handson"
+    handson.mkdir()
+    watch = _Watch(tmp_path, handson, extra_env={"WATCH_ENTER": "1"})
+    try:
+        assert wait_for(lambda: "Press Enter to run again" in watch.text(), timeout=20), watch.text()
+        (handson / "views.py").write_text("saved, but nobody watches\n")
+        watch.process.stdin.write("\n")
+        watch.process.stdin.flush()
+        assert wait_for(lambda: watch.run_count() == 2, timeout=10), watch.text()
+        assert "Enter" in watch.text().split("run 2", 1)[1].splitlines()[0]
+    finally:
+        assert watch.stop() == 0
+
+
+# -- grade ---------------------------------------------------------------------------
+def _grade(tmp_path, *pytest_args):
+    mark, env = marked_env(HANDSON_LAB_DIR=str(tmp_path / "lab"), GITHUB_STEP_SUMMARY=str(tmp_path / "summary.md"))
+    finished = subprocess.run([sys.executable, "-m", "labs.harness.grade", "--out", str(tmp_path), *pytest_args],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
+    assert not processes_marked(mark), processes_marked(mark)
+    return finished, json.loads((tmp_path / "grade.json").read_text())
+
+
+def _check_format(result):
+    assert result["version"] == 1 and result["max_score"] == sum(step.points for step in load_steps())
+    for entry in result["tests"]:
+        assert set(entry) == {"name", "status", "score", "message", "test_code", "filename", "line_no", "duration"}
+        assert entry["status"] in ("pass", "fail", "error") and entry["duration"] > 0
+
+
+def test_grade_of_the_untouched_starter(tmp_path):
+    finished, result = _grade(tmp_path, "--reference=1")
+    _check_format(result)
+    steps = load_steps()
+    assert [(e["status"], e["score"]) for e in result["tests"]] == \
+        [("pass", steps[0].points)] + [("fail", 0)] * (len(steps) - 1), finished.stdout
+    assert result["status"] == "fail" and finished.returncode == 1
+    assert all(e["message"] and e["line_no"] > 0 for e in result["tests"][1:])
+    assert result["tests"][1]["test_code"] == "pytest labs/test_step2.py --reference=1"
+    report = (tmp_path / "grade.md").read_text()
+    assert f"{steps[0].points}/{result['max_score']} points" in report and "| ❌ fail | 0/" in report
+    assert (tmp_path / "summary.md").read_text() == report
+
+
+def test_grade_of_the_reference(tmp_path):
+    finished, result = _grade(tmp_path, "--solution")
+    _check_format(result)
+    assert [(e["status"], e["score"]) for e in result["tests"]] == [("pass", s.points) for s in load_steps()], \
+        finished.stdout
+    assert result["status"] == "pass" and finished.returncode == 0
+
+
+def test_grade_counts_a_timeout_as_a_failure(tmp_path):
+    """Two seconds is too short for any step: each is cut off, scores 0, and says it timed out."""
+    finished, result = _grade(tmp_path, "--solution", "--timeout=2")
+    assert {e["status"] for e in result["tests"]} == {"fail"} and finished.returncode == 1
+    assert all(e["score"] == 0 and "Timed out after 2 s" in e["message"] for e in result["tests"])
+
+
+def test_grade_judges_errors_and_odd_exits_as_failures():
+    """Fixture errors, no tests at all, and a non-zero exit after passing tests never score."""
+    from labs.harness.grade import judge
+    from labs.harness.runner import LabRun, TestOutcome
+
+    step = load_steps()[1]
+
+    def run(*statuses, exit_code=1):
+        outcomes = [TestOutcome(step.module, f"test_{n}", status, "Failed: worker died", 1.0, 10)
+                    for n, status in enumerate(statuses)]
+        return LabRun(outcomes=outcomes, exit_code=exit_code, output="boom", seconds=3.0)
+
+    errored = judge(step, run("passed", "error"), 300, "pytest x")
+    assert errored["status"] == "fail" and errored["score"] == 0 and "fixture" in errored["message"]
+    assert "worker died" in errored["message"] and errored["line_no"] == 11
+    nothing = judge(step, run(exit_code=4), 300, "pytest x")
+    assert nothing["status"] == "error" and nothing["score"] == 0 and "exit code 4" in nothing["message"]
+    odd = judge(step, run("passed", exit_code=3), 300, "pytest x")
+    assert odd["status"] == "fail" and odd["score"] == 0
+    skipped = judge(step, run("passed", "skipped", exit_code=0), 300, "pytest x")
+    assert skipped["status"] == "fail" and skipped["score"] == 0
+    missing = judge(step, None, 300, "pytest x")
+    assert missing["status"] == "error" and missing["score"] == 0
+    assert judge(step, run("passed", "passed", exit_code=0), 300, "pytest x")["score"] == step.points
+
+
+def test_every_tool_prints_its_usage():
+    """Each tool runs as `python -m labs.harness.<name>`; --help works without a workspace."""
+    for name in ("status", "hints", "watch", "reset", "grade", "progress"):
+        shown = subprocess.run([sys.executable, "-m", f"labs.harness.{name}", "--help"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=60, check=False)
+        assert shown.returncode in (0, 2) and "make" in shown.stdout + shown.stderr, name
+
