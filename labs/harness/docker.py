@@ -68,8 +68,8 @@ def _why(problem):
                         ("timed out", f"no answer within {ENGINE_TIMEOUT} s"),
                         ("Timeout", f"no answer within {ENGINE_TIMEOUT} s")):
         if needle in text:
-            return f" ({why})"
-    return f" ({docker_image.short_reason(problem)})"
+            return f": {why}"
+    return f": {docker_image.short_reason(problem)}"
 
 
 def _redis_container_class():

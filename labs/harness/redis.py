@@ -180,12 +180,12 @@ def choose_redis(choice, log_dir):
                 return LocalRedis(log_dir), f"(auto: no Docker image, {problem})"
         if choice == "docker":
             raise RedisUnavailable(say(
-                f"--redis=docker: no Docker engine answers ({reason}). Start Docker, or use "
+                f"--redis=docker: Docker is not reachable ({reason}). Start Docker, or use "
                 "--redis=local (the embedded redis-server, nothing to install).",
-                f"--redis=docker: Docker エンジンが応答しません ({reason})。Docker を起動するか、"
+                f"--redis=docker: Docker に接続できません ({reason})。Docker を起動するか、"
                 "--redis=local (同梱の redis-server、追加インストール不要) を使ってください。",
             ))
-        return LocalRedis(log_dir), f"(auto: no Docker engine, {reason})"
+        return LocalRedis(log_dir), f"(auto: {reason})"
     if choice == "local":
         return LocalRedis(log_dir), ""
     raise RedisUnavailable(say(
