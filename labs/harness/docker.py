@@ -86,11 +86,17 @@ class DockerRedis(RedisService):
     kind = "docker"
 
     def __init__(self, log_dir):
+        from docker.errors import DockerException
+
         self.log_dir = Path(log_dir)
-        self.engine = engine_client()
         # Resolved now, so that the header can name the image and auto can still
         # fall back to the embedded server when no image can be had.
-        self.image = docker_image.resolve(self.engine)
+        try:
+            self.engine = engine_client()
+            self.image = docker_image.resolve(self.engine)
+        except (DockerException, OSError) as problem:  # the engine went away, or failed a call
+            raise RedisUnavailable(f"the Docker engine failed while looking for the Redis image: "
+                                   f"{docker_image.short_reason(problem)}") from None
         self.labels = self.watchdog = None
         self.port = self.started_in = None
 
