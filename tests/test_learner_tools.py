@@ -12,13 +12,14 @@ import sys
 import threading
 import time
 
+import psutil
 import pytest
 
 from labs.harness.solutions import ROOT, materialize
 from labs.harness.steps import load_steps
 from labs.harness.waiting import wait_for
 
-from .helpers import marked_env, processes_marked, run_marked
+from .helpers import marked_env, run_marked
 
 
 def tool(name, *args, lab_dir, lang="en", stdin="", extra_env=None):
@@ -254,11 +255,28 @@ def test_watch_enter_only_mode(tmp_path):
 
 
 # -- grade ---------------------------------------------------------------------------
+def _left_behind(mark, folder):
+    """Live processes of a grading: started with HANDSON_RUN_MARK=mark, or working under ``folder``
+    (redis-server rewrites its environment, but runs in the run folder, made under TMPDIR)."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if proc.pid != os.getpid() and proc.status() != psutil.STATUS_ZOMBIE and (
+                    proc.environ().get("HANDSON_RUN_MARK") == mark or proc.cwd().startswith(str(folder))):
+                found.append(" ".join(proc.info["cmdline"] or [])[:120])
+        except psutil.Error:
+            pass
+    return found
+
+
 def _grade(tmp_path, *pytest_args):
-    mark, env = marked_env(HANDSON_LAB_DIR=str(tmp_path / "lab"), GITHUB_STEP_SUMMARY=str(tmp_path / "summary.md"))
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    mark, env = marked_env(HANDSON_LAB_DIR=str(tmp_path / "lab"), GITHUB_STEP_SUMMARY=str(tmp_path / "summary.md"),
+                           TMPDIR=str(scratch))
     finished = subprocess.run([sys.executable, "-m", "labs.harness.grade", "--out", str(tmp_path), *pytest_args],
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
-    assert not processes_marked(mark), processes_marked(mark)
+    assert not _left_behind(mark, scratch), _left_behind(mark, scratch)
     return finished, json.loads((tmp_path / "grade.json").read_text())
 
 
