@@ -13,7 +13,10 @@ def marked_env(**extra):
     """An environment carrying a fresh marker, so every process a run starts can be found by it."""
     mark = uuid.uuid4().hex
     env = {key: value for key, value in os.environ.items() if key != "HANDSON_SLEEP"}  # the labs' own default
-    env.update(HANDSON_RUN_MARK=mark, HANDSON_LANG="en", **extra)
+    # The embedded Redis unless the caller says otherwise: these tests are about the lab, and
+    # `auto` would switch to Docker whenever an engine happens to run (CI tests that path apart).
+    env.update(HANDSON_RUN_MARK=mark, HANDSON_LANG="en", HANDSON_REDIS=os.environ.get("HANDSON_REDIS", "local"))
+    env.update(extra)
     return mark, env
 
 

@@ -111,7 +111,10 @@ class LocalRedis(RedisService):
         if error is not None:
             log = self.process.log_tail()
             self.stop()
-            raise RedisUnavailable(f"redis-server ({self.binary}) did not answer on port {port}: {error}\n{log}")
+            raise RedisUnavailable(say(
+                f"redis-server ({self.binary}) did not answer on port {port}: {error}\n{log}",
+                f"redis-server ({self.binary}) がポート {port} で応答しませんでした: {error}\n{log}",
+            ))
         return self
 
     def stop(self):
