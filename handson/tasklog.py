@@ -10,9 +10,11 @@ only (``AsyncResult(id).state``).
 The list lives in the same Redis as the results and expires with them.
 """
 import datetime
+import functools
 
 import redis
 from celery import current_app, states
+from celery.backends.base import DisabledBackend
 from celery.result import AsyncResult
 from celery.signals import before_task_publish, task_prerun
 from django.conf import settings
@@ -38,7 +40,22 @@ def _redis():
     url = getattr(settings, "CELERY_RESULT_BACKEND", None)
     if not url:
         raise TaskLogUnavailable("CELERY_RESULT_BACKEND is not set yet (step 2).")
+    return _client(url)
+
+
+@functools.lru_cache(maxsize=4)
+def _client(url):
     return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+
+
+def _celery_app():
+    """The Celery app the web server uses, once it can read results (step 2)."""
+    if isinstance(current_app.backend, DisabledBackend):
+        raise TaskLogUnavailable(
+            "Celery has no result backend in the web server: handson/__init__.py should load the "
+            "Celery app (`from .celery import app as celery_app`) and handson/settings.py set "
+            "CELERY_RESULT_BACKEND (step 2).")
+    return current_app
 
 
 @before_task_publish.connect
@@ -74,7 +91,7 @@ def _note_start(task_id=None, **_):
 
 def _describe(task_id, record):
     """One task as the page and the API show it."""
-    result = AsyncResult(task_id, app=current_app)  # a fresh object: states are cached
+    result = AsyncResult(task_id, app=_celery_app())  # a fresh object: states are cached
     state, value = result.state, result.result
     if isinstance(value, BaseException):
         value = f"{type(value).__name__}: {value}"
@@ -125,4 +142,5 @@ def unfinished():
         ids = [raw.decode() for raw in client.zrange(INDEX, 0, -1)]
     except redis.RedisError as error:
         raise TaskLogUnavailable(f"Redis did not answer: {error}") from error
-    return [task_id for task_id in ids if AsyncResult(task_id, app=current_app).state not in states.READY_STATES]
+    app = _celery_app()
+    return [task_id for task_id in ids if AsyncResult(task_id, app=app).state not in states.READY_STATES]

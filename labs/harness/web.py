@@ -96,6 +96,7 @@ class WebClient:
 
     def _send(self, method, path, **kwargs):
         self.server.require_running()
+        log_mark = self.server.process.log_size()
         started = time.monotonic()
         try:
             response = self.session.request(method, self.server.url + path, allow_redirects=False,
@@ -106,11 +107,28 @@ class WebClient:
                         + self.server.process.log_tail(), pytrace=False)
         answer = Answer(response, time.monotonic() - started)
         if answer.status >= 500:
-            pytest.fail(say(
-                f"{method} {path} answered {answer.status}: the app raised an error. Server log:\n",
-                f"{method} {path} が {answer.status} を返しました (アプリでエラー)。サーバーのログ:\n",
-            ) + self.server.process.log_tail(), pytrace=False)
+            log = "\n".join(self.server.process.log_text(log_mark).splitlines()[-40:])
+            what = say("the app raised an error", "アプリでエラー") if answer.status == 500 else answer.text[:300]
+            pytest.fail(say(f"{method} {path} answered {answer.status} ({what}).",
+                            f"{method} {path} が {answer.status} を返しました ({what})。")
+                        + _known_cause(self.server.process.log_text(log_mark)) + say("\n\nServer log:\n", "\n\nサーバーのログ:\n") + log,
+                        pytrace=False)
         return answer
+
+
+def _known_cause(log):
+    """A sentence for mistakes whose traceback does not say what to do."""
+    if "/amqp/" in log or "amqp://" in log:
+        # Django sent the task with Celery's default app, whose broker is amqp://localhost.
+        return say(
+            " Django sent the task to Celery's default broker (amqp://localhost), not to Redis: the Celery "
+            "app is not loaded when Django starts. In handson/__init__.py write "
+            "`from .celery import app as celery_app`.",
+            " Django がタスクを Redis ではなく Celery の既定のブローカー (amqp://localhost) に送りました。"
+            "Django の起動時に Celery アプリが読み込まれていません。handson/__init__.py に "
+            "`from .celery import app as celery_app` と書いてください。",
+        )
+    return ""
 
 
 def tasks_on_page(html):
