@@ -101,7 +101,7 @@ class DockerRedis(RedisService):
                 f"the Docker engine failed while looking for the Redis image: {reason}",
                 f"Redis イメージの確認中に Docker エンジンがエラーを返しました: {reason}",
             )) from None
-        self.labels = self.watchdog = None
+        self.labels = self.watchdog = self._container = None
         self.port = self.started_in = None
 
     def describe(self):
@@ -115,19 +115,19 @@ class DockerRedis(RedisService):
         # Ryuk is an image to pull, impossible offline; docker_cleanup does its job.
         testcontainers_config.ryuk_disabled = True
         began = time.monotonic()
-        docker_cleanup.remove_orphans(self.engine)
-        self.labels = docker_cleanup.new_run_labels()
-        self.watchdog = docker_cleanup.Watchdog(self.labels[docker_cleanup.RUN], engine_host())
-        atexit.register(self.stop)
-        container = _redis_container_class()(self.image.name, labels=self.labels)
-        container.image = self.image.name  # exactly the image resolved above, no hub prefix
-        # Loopback only, on a port the engine picks: nothing outside this machine reaches it.
-        container.ports[str(REDIS_PORT)] = ("127.0.0.1", None)
-        # testcontainers would ping the address it guesses for the engine (inside a
-        # container: the gateway), polling once a second; the published loopback
-        # port is pinged below instead, every 50 ms.
-        container.waiting_for(None)
         try:
+            docker_cleanup.remove_orphans(self.engine)
+            self.labels = docker_cleanup.new_run_labels()
+            self.watchdog = docker_cleanup.Watchdog(self.labels[docker_cleanup.RUN], engine_host())
+            atexit.register(self.stop)
+            container = self._container = _redis_container_class()(self.image.name, labels=self.labels)
+            container.image = self.image.name  # exactly the image resolved above, no hub prefix
+            # Loopback only, on a port the engine picks: nothing outside this machine reaches it.
+            container.ports[str(REDIS_PORT)] = ("127.0.0.1", None)
+            # testcontainers would ping the address it guesses for the engine (inside a
+            # container: the gateway), polling once a second; the published loopback
+            # port is pinged below instead, every 50 ms.
+            container.waiting_for(None)
             container.start()
             self.port = self._published_port(container.get_container_id())
         except Exception as problem:  # noqa: BLE001 -- whatever it is, remove what was made, then say why
@@ -173,6 +173,9 @@ class DockerRedis(RedisService):
         if self.watchdog is not None:
             self.watchdog.release()
             self.watchdog = None
+        if self._container is not None:
+            self._container.get_docker_client().client.close()  # testcontainers' own connection
+            self._container = None
 
     def _save_logs(self, run_id):
         from docker.errors import DockerException
