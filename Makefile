@@ -22,7 +22,7 @@ help:
 	@echo "make grade      score every step: grade.json (GitHub Classroom format) and grade.md (SOLUTION=1: the reference)"
 
 $(STAMP): pyproject.toml
-	@$(PYTHON) -m venv $(VENV) || { echo "Could not create $(VENV): install Python 3.10+ with venv (Debian: apt install python3-venv)"; exit 1; }
+	@$(PYTHON) -m venv $(VENV) || { echo "Could not create $(VENV): install Python 3.11+ with venv (Debian: apt install python3-venv)"; exit 1; }
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
