@@ -201,6 +201,8 @@ def short_reason(problem):
 
     text = getattr(problem, "explanation", None) if isinstance(problem, docker.errors.APIError) else None
     text = str(text or problem or type(problem).__name__).strip().splitlines()[0]
+    if any(sign in text for sign in ("no such host", "dial tcp", "i/o timeout", "connection refused")):
+        return "no image registry is reachable"  # the engine's own words name hosts and resolvers
     return text if len(text) <= 140 else text[:137] + "..."
 
 
