@@ -69,7 +69,7 @@ import re
 
 import pytest
 
-from labs.harness.checks import HELLO, press_step2, received_ids, succeeded_seconds
+from labs.harness.checks import HELLO, press_step2, send_hello_and_see_it_received, succeeded_seconds
 from labs.harness.i18n import say
 from labs.harness.waiting import wait_for
 
@@ -119,17 +119,7 @@ def _check_worker_setup(celery_worker):
 def test_the_worker_runs_hello_and_stores_success(web, celery_worker, result_backend, sleep_seconds):
     """The worker's log shows the task received, "hello world" and "succeeded in ~HANDSON_SLEEP s"; the backend holds SUCCESS."""
     _check_worker_setup(celery_worker)
-    mark = celery_worker.mark()
-    press_step2(web)
-
-    received = wait_for(lambda: received_ids(celery_worker.log(mark)), timeout=10)
-    assert received, say(
-        "The worker received no task after Step2. TaskStep2.post must call hello.delay(\"hello world\"), and "
-        "handson/settings.py must send tasks to the lab's Redis: CELERY_BROKER_URL = HANDSON_BROKER_URL.",
-        "Step2 の後、ワーカーはタスクを受け取りませんでした。TaskStep2.post で hello.delay(\"hello world\") を呼び、"
-        "handson/settings.py でラボの Redis に送るようにしてください: CELERY_BROKER_URL = HANDSON_BROKER_URL。",
-    )
-    task_id = received[0]
+    mark, task_id = send_hello_and_see_it_received(web, celery_worker)
     ended = wait_for(lambda: re.search(rf"{re.escape(task_id)}\] (succeeded|raised|retry)", celery_worker.log(mark)),
                      timeout=sleep_seconds + 20)
     log = celery_worker.log(mark)
@@ -160,13 +150,10 @@ def test_the_worker_runs_hello_and_stores_success(web, celery_worker, result_bac
 def test_the_page_answers_while_the_task_runs(web, celery_worker, result_backend, sleep_seconds):
     """While the worker runs hello, the single-threaded server is free: GET /handson answers at once."""
     _check_worker_setup(celery_worker)
-    mark = celery_worker.mark()
-    press_step2(web)
-    received = wait_for(lambda: received_ids(celery_worker.log(mark)), timeout=10)
-    assert received, say("The worker received no task after Step2.", "Step2 の後、ワーカーはタスクを受け取りませんでした。")
+    mark, task_id = send_hello_and_see_it_received(web, celery_worker)
 
     page = web.get("/handson")
-    still_running = result_backend.state(received[0]) != "SUCCESS"
+    still_running = result_backend.state(task_id) != "SUCCESS"
 
     assert page.status == 200 and page.seconds < sleep_seconds * 0.5, say(
         f"GET /handson took {page.seconds:.2f} s (status {page.status}) while the task ran: the server "
@@ -181,4 +168,4 @@ def test_the_page_answers_while_the_task_runs(web, celery_worker, result_backend
         "(マシンが非常に混んでいる可能性)、HANDSON_SLEEP を大きくしてください。",
     )
     # Let the task end here, so that the next test starts with an idle worker.
-    wait_for(lambda: succeeded_seconds(celery_worker.log(mark), received[0]), timeout=sleep_seconds + 20)
+    wait_for(lambda: succeeded_seconds(celery_worker.log(mark), task_id), timeout=sleep_seconds + 20)

@@ -54,7 +54,7 @@ Watch for
 """
 import pytest
 
-from labs.harness.checks import press, press_step2, received_ids, send_hello_tasks, succeeded_seconds
+from labs.harness.checks import press, send_hello_and_see_it_received, send_hello_tasks, succeeded_seconds
 from labs.harness.i18n import say
 from labs.harness.waiting import wait_for
 from labs.harness.web import tasks_on_page
@@ -116,12 +116,9 @@ def test_stop_all_tasks_revokes_the_running_and_the_queued_task(web, celery_work
 def test_the_worker_runs_new_tasks_after_a_terminate(web, celery_worker, result_backend, sleep_seconds):
     """Terminating a task kills one pool process, not the worker: the next task runs and succeeds."""
     celery_worker.require_running()
-    mark = celery_worker.mark()
-    press_step2(web)
+    mark, task_id = send_hello_and_see_it_received(web, celery_worker)
 
-    received = wait_for(lambda: received_ids(celery_worker.log(mark)), timeout=10)
-    ran = received and wait_for(lambda: succeeded_seconds(celery_worker.log(mark), received[0]),
-                                timeout=sleep_seconds + 20)
+    ran = wait_for(lambda: succeeded_seconds(celery_worker.log(mark), task_id), timeout=sleep_seconds + 20)
 
     celery_worker.require_running()
     assert ran, say(

@@ -17,12 +17,12 @@ import subprocess
 import sys
 import tarfile
 import time
+import tomllib
 from io import BytesIO
 from pathlib import Path
 
 import docker
 import pytest
-import tomllib
 
 from labs.harness import docker_cleanup, docker_image
 from labs.harness.docker import engine_client, engine_problem

@@ -45,6 +45,20 @@ def press_step2(web):
     return press(web, "/handson/task_step2", "Step2", "TaskStep2", "task_step2")
 
 
+def send_hello_and_see_it_received(web, celery_worker):
+    """Press Step2 and wait for the worker's log to say it received the task: (log mark, task id)."""
+    mark = celery_worker.mark()
+    press_step2(web)
+    received = wait_for(lambda: received_ids(celery_worker.log(mark)), timeout=10)
+    require(received, say(
+        "The worker received no task after Step2. TaskStep2.post must call hello.delay(\"hello world\"), and "
+        "handson/settings.py must send tasks to the lab's Redis: CELERY_BROKER_URL = HANDSON_BROKER_URL.",
+        "Step2 の後、ワーカーはタスクを受け取りませんでした。TaskStep2.post で hello.delay(\"hello world\") を呼び、"
+        "handson/settings.py でラボの Redis に送るようにしてください: CELERY_BROKER_URL = HANDSON_BROKER_URL。",
+    ))
+    return mark, received[0]
+
+
 def listed_tasks(web):
     """The tasks on GET /handson/api/tasks, newest first: [{"id", "name", "state", ...}]."""
     answer = web.get("/handson/api/tasks")
