@@ -7,7 +7,7 @@ PYTEST := $(PY) -m pytest
 # SOLUTION=1 runs against the reference solution instead of your handson/.
 LAB_OPTS := $(if $(filter 1 yes true,$(SOLUTION)),--solution,)
 
-.PHONY: help install test run step1 step2 step3 step4 lab bench clean status hint watch reset grade
+.PHONY: help install test lint run step1 step2 step3 step4 lab bench clean status hint watch reset grade
 
 help:
 	@echo "make run        the hands-on app at http://127.0.0.1:$${PORT:-8000}/handson (Ctrl-C stops it)"
@@ -15,6 +15,7 @@ help:
 	@echo "make lab        all four steps"
 	@echo "make test       the project's own tests (labs on the reference + lab integrity)"
 	@echo "make bench      how long the lab takes, and its overhead beyond the sleeps"
+	@echo "make lint       ruff over the harness, the labs and the tests"
 	@echo "make status     your progress: each step passed / failed / not run, and what is next"
 	@echo "make hint STEP=n   the next hint of step n (ALL=1: every hint)"
 	@echo "make watch STEP=n  check step n again on every save under handson/ (WATCH_POLL=1 on network drives)"
@@ -39,6 +40,9 @@ lab: $(STAMP)
 
 test: $(STAMP)
 	$(PYTEST) tests
+
+lint: $(STAMP)
+	$(PY) -m ruff check labs tests conftest.py manage.py
 
 bench: $(STAMP)
 	$(PY) -m labs.harness.benchmark
