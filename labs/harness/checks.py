@@ -18,38 +18,56 @@ def require(condition, message):
         pytest.fail(message, pytrace=False)
 
 
-def press(web, path, label, view, route_name):
-    """POST a button's form like the browser; insist on the redirect back to /handson."""
-    answer = web.post(path)
+def _button_form(html, label):
+    """The action of the enabled form whose button reads ``label``, or None."""
+    match = re.search(rf'<form method="post" action="([^"]*)">(?:(?!</form>).)*?<button type="submit">{label}</button>',
+                      html, flags=re.S)
+    return match.group(1) if match else None
+
+
+def press(web, label, view, route_name, path):
+    """Press a button on /handson like the browser: find its form on the page, POST it, insist on the redirect."""
     route = f'path("{path.lstrip("/")}", views.{view}.as_view(), name="{route_name}")'
-    require(answer.status != 404, say(
-        f"POST {path} ({label}) answered 404: handson/urls.py has no such route yet. Add {route} "
-        f"and write the {view} view in handson/views.py.",
-        f"POST {path} ({label}) が 404 でした。handson/urls.py にまだその URL がありません。{route} を追加し、"
-        f"handson/views.py に {view} ビューを書いてください。",
+    action = _button_form(web.get("/handson").text, label)
+    require(action, say(
+        f"The {label} button on /handson is greyed out: handson/urls.py has no route named {route_name!r} yet. "
+        f"Add {route} and write the {view} view in handson/views.py.",
+        f"/handson の {label} ボタンが無効 (灰色) です。handson/urls.py に名前 {route_name!r} の URL がまだありません。"
+        f"{route} を追加し、handson/views.py に {view} ビューを書いてください。",
     ))
+    answer = web.post(action)
     require(answer.status != 405, say(
-        f"POST {path} answered 405: {view} in handson/views.py needs a `def post(self, request, *args, **kwargs)` method.",
-        f"POST {path} が 405 でした。handson/views.py の {view} に `def post(self, request, *args, **kwargs)` が必要です。",
+        f"POST {action} answered 405: {view} in handson/views.py needs a `def post(self, request, *args, **kwargs)` method.",
+        f"POST {action} が 405 でした。handson/views.py の {view} に `def post(self, request, *args, **kwargs)` が必要です。",
     ))
     require(answer.status == 302 and answer.location.rstrip("/").endswith("/handson"), say(
-        f"POST {path} answered {answer.status} {answer.location!r}: {view}.post should end with "
+        f"POST {action} ({label}) answered {answer.status} {answer.location!r}: {view}.post should end with "
         f"`return redirect(reverse(\"base\"))` (a 302 back to /handson).\n{answer.text[:500]}",
-        f"POST {path} が {answer.status} {answer.location!r} を返しました。{view}.post の最後は "
+        f"POST {action} ({label}) が {answer.status} {answer.location!r} を返しました。{view}.post の最後は "
         f"`return redirect(reverse(\"base\"))` (/handson への 302) にしてください。\n{answer.text[:500]}",
     ))
     return answer
 
 
 def press_step2(web):
-    return press(web, "/handson/task_step2", "Step2", "TaskStep2", "task_step2")
+    return press(web, "Step2", "TaskStep2", "task_step2", "/handson/task_step2")
+
+
+def press_stop_all_tasks(web):
+    return press(web, "StopAllTasks", "TaskStep4", "task_step4", "/handson/task_step4")
 
 
 def send_hello_and_see_it_received(web, celery_worker):
     """Press Step2 and wait for the worker's log to say it received the task: (log mark, task id)."""
-    mark = celery_worker.mark()
+    mark, web_mark = celery_worker.mark(), web.server.process.log_size()
     press_step2(web)
     received = wait_for(lambda: received_ids(celery_worker.log(mark)), timeout=10)
+    require(received or "hello world" not in web.server.process.log_text(web_mark), say(
+        "hello ran inside the web server (its log printed \"hello world\"), not in the worker: call "
+        "hello.delay(\"hello world\") in TaskStep2.post, not hello(\"hello world\").",
+        "hello がワーカーではなく Web サーバーの中で実行されました (サーバーのログに \"hello world\")。"
+        "TaskStep2.post では hello(\"hello world\") ではなく hello.delay(\"hello world\") を呼んでください。",
+    ))
     require(received, say(
         "The worker received no task after Step2. TaskStep2.post must call hello.delay(\"hello world\"), and "
         "handson/settings.py must send tasks to the lab's Redis: CELERY_BROKER_URL = HANDSON_BROKER_URL.",
@@ -57,6 +75,11 @@ def send_hello_and_see_it_received(web, celery_worker):
         "handson/settings.py でラボの Redis に送るようにしてください: CELERY_BROKER_URL = HANDSON_BROKER_URL。",
     ))
     return mark, received[0]
+
+
+def printed_hello_world(log):
+    """How many times a task printed "hello world" (print lines only, not a logged return value)."""
+    return len(re.findall(r"\] hello world\s*$", log, flags=re.M))
 
 
 def listed_tasks(web):

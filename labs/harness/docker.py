@@ -105,7 +105,7 @@ class DockerRedis(RedisService):
         self.port = self.started_in = None
 
     def describe(self):
-        where = f"127.0.0.1:{self.port}" if self.port else "127.0.0.1:<mapped port>"
+        where = f"127.0.0.1:{self.port}" if self.port else "a port of 127.0.0.1 that the engine picks"
         note = f" ({self.image.origin})" if self.image.origin else ""
         return f"docker container of {self.image.name} on {where} via testcontainers{note}"
 

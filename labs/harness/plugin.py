@@ -11,12 +11,13 @@ import shutil
 import signal
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from .backend import BrokerControl, ResultBackend
-from .i18n import language, say
+from .i18n import say
 from .redis import RedisUnavailable, choose_redis
 from .solutions import LAST_STEP, ROOT, materialize
 from .web import DjangoServer
@@ -58,6 +59,17 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def _prune_old_run_dirs(days=7):
+    # Logs of failed runs are kept for reading; a week later nobody will.
+    cutoff = time.time() - days * 86400
+    for old in Path(tempfile.gettempdir()).glob("celery-handson-*"):
+        try:
+            if old.is_dir() and old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "lab: a lesson's check")
     # A grader's timeout sends SIGTERM: treat it like Ctrl-C, so that the fixtures
@@ -74,6 +86,8 @@ def pytest_configure(config):
         raise pytest.UsageError(f"--workspace={workspace}: no handson/ folder there.")
     # The pid in the name tells whose services these are (redis-server rewrites its
     # own command line, but keeps this folder as its working directory).
+    sleep = _sleep_seconds()  # before anything is created: a bad value leaves nothing behind
+    _prune_old_run_dirs()
     run_dir = Path(tempfile.mkdtemp(prefix=f"celery-handson-{os.getpid()}-"))
     try:
         redis, redis_note = choose_redis(config.getoption("redis"), run_dir)
@@ -82,7 +96,7 @@ def pytest_configure(config):
         raise pytest.UsageError(str(problem)) from None
     config.stash[_lab_key] = {
         "reference": reference, "workspace": Path(workspace).resolve() if workspace else ROOT, "run_dir": run_dir, "redis": redis, "redis_note": redis_note,
-        "sleep": _sleep_seconds(), "failed": False,
+        "sleep": sleep, "failed": False,
     }
 
 
@@ -96,9 +110,11 @@ def pytest_report_header(config):
         workspace = say(f"reference of step {lab['reference']} (labs/solutions)",
                         f"ステップ {lab['reference']} の模範解答 (labs/solutions)")
     return [
-        f"celery-handson: workspace {workspace}; sleep {lab['sleep']:g} s; language {language()}",
+        say(f"celery-handson: workspace {workspace}; sleep {lab['sleep']:g} s; language en",
+            f"celery-handson: ワークスペース {workspace}、sleep {lab['sleep']:g} 秒、言語 ja"),
         f"celery-handson: redis {lab['redis'].describe()} {lab['redis_note']}".rstrip(),
-        f"celery-handson: logs in {lab['run_dir']} (kept when a test fails, or with --keep-logs)",
+        say(f"celery-handson: logs in {lab['run_dir']} (kept when a test fails, or with --keep-logs)",
+            f"celery-handson: ログは {lab['run_dir']} (テスト失敗時または --keep-logs で保存)"),
     ]
 
 
@@ -112,15 +128,25 @@ def pytest_unconfigure(config):
 def pytest_runtest_makereport(item, call):
     report = yield
     lab = item.config.stash.get(_lab_key, None)
-    if lab is not None and report.failed:
-        lab["failed"] = True
-        # The services' own words, printed under the failure.
-        for name in ("celery_worker", "django_server"):
-            service = item.funcargs.get(name) if hasattr(item, "funcargs") else None
-            if service is not None and service.process.popen is not None:
-                tail = service.process.log_tail(30)
-                if tail and tail not in str(report.longrepr):  # not when the message quotes it already
-                    report.sections.append((f"{name} log (last lines)", tail))
+    if lab is None or not report.failed:
+        return report
+    lab["failed"] = True
+    if call.excinfo is not None and call.excinfo.errisinstance(AssertionError) and item.get_closest_marker("lab"):
+        # A lesson's assertion: its message is the lesson, pytest's introspection
+        # of the expression only gets in the way. Keep the message and the line.
+        message = str(call.excinfo.value).split("\nassert ", 1)[0].strip()
+        entry = call.excinfo.traceback[-1] if call.excinfo.traceback else None
+        where = f"{item.path.name}:{entry.lineno + 1}" if entry is not None else item.nodeid
+        if message:
+            report.longrepr = f"{where}\n{message}"
+    # A service's own words, printed under the failure when they hold an error that
+    # the failure does not quote already.
+    for name in ("celery_worker", "django_server"):
+        service = item.funcargs.get(name) if hasattr(item, "funcargs") else None
+        if service is not None and service.process.popen is not None:
+            tail = service.process.log_tail(30)
+            if ("Traceback" in tail or "Error" in tail) and tail not in str(report.longrepr):
+                report.sections.append((f"{name} log (last lines)", tail))
     return report
 
 

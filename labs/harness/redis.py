@@ -89,7 +89,7 @@ class LocalRedis(RedisService):
         self.process = None
 
     def describe(self):
-        return f"local redis-server {self.binary} on {self.broker_url or '127.0.0.1:<free port>'}"
+        return f"local redis-server {self.binary}, on {self.broker_url or 'a free port of 127.0.0.1'}"
 
     def start(self):
         if not self.binary:

@@ -14,6 +14,7 @@ import requests
 
 from .i18n import say
 from .processes import ServiceProcess, free_port
+from .tracebacks import headline
 
 READY_TIMEOUT = 30  # seconds
 
@@ -31,14 +32,16 @@ class DjangoServer:
     def start(self):
         self.process.start()
         if not self.process.wait_until(self._answers, timeout=READY_TIMEOUT, interval=0.1):
-            stopped = not self.process.running()
+            stopped, cause = not self.process.running(), headline(self.process.log_text())
             self.problem = say(
                 ("The Django server stopped while starting" if stopped else
                  f"The Django server did not answer within {READY_TIMEOUT} s")
-                + " (look for an error in your handson/ files).\n\nServer log:\n" + self.process.log_tail(),
+                + (f": {cause}" if cause else " (look for an error in your handson/ files)")
+                + ".\n\nServer log:\n" + self.process.log_tail(),
                 ("Django サーバーが起動中に終了しました" if stopped else
                  f"Django サーバーが {READY_TIMEOUT} 秒以内に応答しませんでした")
-                + " (handson/ のファイルのエラーを確認してください)。\n\nサーバーのログ:\n" + self.process.log_tail(),
+                + (f": {cause}" if cause else " (handson/ のファイルのエラーを確認してください)")
+                + "。\n\nサーバーのログ:\n" + self.process.log_tail(),
             )
         return self
 
@@ -108,16 +111,28 @@ class WebClient:
         answer = Answer(response, time.monotonic() - started)
         if answer.status >= 500:
             log = "\n".join(self.server.process.log_text(log_mark).splitlines()[-40:])
-            what = say("the app raised an error", "アプリでエラー") if answer.status == 500 else answer.text[:300]
+            cause = headline(self.server.process.log_text(log_mark))
+            what = (cause or say("the app raised an error", "アプリでエラー")) if answer.status == 500 \
+                else answer.text[:300]
             pytest.fail(say(f"{method} {path} answered {answer.status} ({what}).",
                             f"{method} {path} が {answer.status} を返しました ({what})。")
-                        + _known_cause(self.server.process.log_text(log_mark)) + say("\n\nServer log:\n", "\n\nサーバーのログ:\n") + log,
+                        + _known_cause(self.server.process.log_text(log_mark) + answer.text) + say("\n\nServer log:\n", "\n\nサーバーのログ:\n") + log,
                         pytrace=False)
         return answer
 
 
 def _known_cause(log):
     """A sentence for mistakes whose traceback does not say what to do."""
+    refused = re.search(r"Error \d+ connecting to ([\w.\-]+:\d+)", log)
+    if refused:
+        return say(
+            f" Django could not reach Redis at {refused.group(1)}: the lab's Redis is elsewhere, on a free port. "
+            "Do not write Redis addresses in the code: CELERY_BROKER_URL = HANDSON_BROKER_URL and "
+            "CELERY_RESULT_BACKEND = HANDSON_RESULT_BACKEND in handson/settings.py.",
+            f" Django が {refused.group(1)} の Redis に接続できませんでした。ラボの Redis は別の空きポートにあります。"
+            "Redis のアドレスをコードに書かず、handson/settings.py に CELERY_BROKER_URL = HANDSON_BROKER_URL と "
+            "CELERY_RESULT_BACKEND = HANDSON_RESULT_BACKEND と書いてください。",
+        )
     if "/amqp/" in log or "amqp://" in log:
         # Django sent the task with Celery's default app, whose broker is amqp://localhost.
         return say(

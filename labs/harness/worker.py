@@ -16,6 +16,7 @@ import pytest
 
 from .i18n import say
 from .processes import ServiceProcess
+from .tracebacks import headline
 
 READY_TIMEOUT = 30  # seconds; a cold start takes about 1-2 s, a busy machine more
 
@@ -70,13 +71,26 @@ class CeleryWorker:
             )
         if not ready:
             stopped = not self.process.running()
+            cause = headline(log)
             return say(
                 ("The worker stopped while starting" if stopped else
                  f"The worker was not ready within {READY_TIMEOUT} s")
-                + " (look for an error in your handson/ files).\n\nWorker log:\n" + tail,
+                + (f": {cause}" if cause else " (look for an error in your handson/ files)")
+                + ".\n\nWorker log:\n" + tail,
                 ("ワーカーが起動中に終了しました" if stopped else
                  f"ワーカーが {READY_TIMEOUT} 秒以内に起動しませんでした")
-                + " (handson/ のファイルのエラーを確認してください)。\n\nワーカーのログ:\n" + tail,
+                + (f": {cause}" if cause else " (handson/ のファイルのエラーを確認してください)")
+                + "。\n\nワーカーのログ:\n" + tail,
+            )
+        transport = self.banner("transport") or ""
+        if _address(transport) != _address(self.redis.broker_url):
+            return say(
+                f"The worker takes tasks from {transport}, not from the lab's Redis ({self.redis.broker_url}). "
+                "Do not write Redis addresses in the code: in handson/settings.py set "
+                "CELERY_BROKER_URL = HANDSON_BROKER_URL.",
+                f"ワーカーはラボの Redis ({self.redis.broker_url}) ではなく {transport} からタスクを受け取っています。"
+                "Redis のアドレスをコードに書かず、handson/settings.py に CELERY_BROKER_URL = HANDSON_BROKER_URL と"
+                "書いてください。",
             )
         return None
 
@@ -122,3 +136,7 @@ class CeleryWorker:
             return []
 
 
+def _address(url):
+    """host:port/db of a redis:// URL, without the credentials Celery masks as ':**@' in its banner."""
+    rest = url.split("://", 1)[-1].rsplit("@", 1)[-1]
+    return rest if "/" in rest else rest + "/0"
