@@ -14,6 +14,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
+    "handson.middleware.explain_wrong_method",
 ]
 ROOT_URLCONF = "handson.urls"
 WSGI_APPLICATION = "handson.wsgi.application"

@@ -6,6 +6,7 @@ from . import views
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="base")),
     path("handson", views.Base.as_view(), name="base"),
+    path("handson/", RedirectView.as_view(pattern_name="base")),
     path("handson/tasks/<str:task_id>", views.TaskDetail.as_view(), name="task_detail"),
     path("handson/api/tasks", views.api_tasks, name="api_tasks"),
     path("handson/api/tasks/<str:task_id>", views.api_task, name="api_task"),

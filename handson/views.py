@@ -48,7 +48,19 @@ class TaskDetail(TemplateView):
         return {"task": task, "problem": problem}
 
 
+def _only_get(request):
+    """None for a GET; else a JSON 405 that says what the address accepts."""
+    if request.method in ("GET", "HEAD"):
+        return None
+    response = JsonResponse({"error": f"{request.method} is not accepted here: this address is read with GET."},
+                            status=405)
+    response["Allow"] = "GET, HEAD"
+    return response
+
+
 def api_tasks(request):
+    if wrong := _only_get(request):
+        return wrong
     tasks, problem = _tasks_or_problem(tasklog.recent)
     if problem:
         return JsonResponse({"error": problem}, status=503)
@@ -56,6 +68,8 @@ def api_tasks(request):
 
 
 def api_task(request, task_id):
+    if wrong := _only_get(request):
+        return wrong
     task, problem = _tasks_or_problem(lambda: tasklog.find(task_id))
     if problem:
         return JsonResponse({"error": problem}, status=503)

@@ -1,10 +1,15 @@
 """Helpers for the project's own tests: run the labs in a child pytest and find what it left."""
+import contextlib
 import os
 import uuid
 
 import psutil
 
+from labs.harness.redis import LocalRedis
 from labs.harness.runner import run_labs
+from labs.harness.solutions import LAST_STEP, materialize
+from labs.harness.web import DjangoServer
+from labs.harness.worker import CeleryWorker
 
 STEP_MODULES = [f"labs/test_step{number}.py" for number in range(1, 5)]
 
@@ -41,3 +46,23 @@ def run_marked(modules, pytest_args=(), timeout=600, **env_extra):
     mark, env = marked_env(**env_extra)
     run = run_labs(modules, pytest_args=pytest_args, env=env, timeout=timeout)
     return run, processes_marked(mark, run.pid)
+
+
+@contextlib.contextmanager
+def reference_app(run_dir, sleep):
+    """The finished hands-on on the services `make run` uses; yields the Django server."""
+    workspace = materialize(LAST_STEP, run_dir / "reference")
+    redis = LocalRedis(run_dir).start()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CELERY_")}
+    env.update(PYTHONPATH=str(workspace), DJANGO_SETTINGS_MODULE="handson.settings", HANDSON_SLEEP=f"{sleep:g}",
+               HANDSON_BROKER_URL=redis.broker_url, HANDSON_RESULT_BACKEND=redis.result_backend_url)
+    worker = web = None
+    try:
+        worker = CeleryWorker(workspace, redis, env, run_dir).start()
+        web = DjangoServer(workspace, env, run_dir).start()
+        assert worker.problem is None and web.problem is None, (worker.problem, web.problem)
+        yield web
+    finally:
+        for service in (web, worker, redis):
+            if service is not None:
+                service.stop()

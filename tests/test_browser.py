@@ -9,10 +9,7 @@ import time
 
 import pytest
 
-from labs.harness.redis import LocalRedis
-from labs.harness.solutions import LAST_STEP, materialize
-from labs.harness.web import DjangoServer
-from labs.harness.worker import CeleryWorker
+from .helpers import reference_app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SLEEP = 2.0  # long enough to see a task STARTED between two page loads
@@ -23,22 +20,8 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), r
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("browser")
-    workspace = materialize(LAST_STEP, run_dir / "reference")
-    redis = LocalRedis(run_dir).start()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("CELERY_")}
-    env.update(PYTHONPATH=str(workspace), DJANGO_SETTINGS_MODULE="handson.settings", HANDSON_SLEEP=f"{SLEEP:g}",
-               HANDSON_BROKER_URL=redis.broker_url, HANDSON_RESULT_BACKEND=redis.result_backend_url)
-    worker = web = None
-    try:
-        worker = CeleryWorker(workspace, redis, env, run_dir).start()
-        web = DjangoServer(workspace, env, run_dir).start()
-        assert worker.problem is None and web.problem is None, (worker.problem, web.problem)
+    with reference_app(tmp_path_factory.mktemp("browser"), SLEEP) as web:
         yield web.url + "/handson"
-    finally:
-        for service in (web, worker, redis):
-            if service is not None:
-                service.stop()
 
 
 @pytest.fixture(scope="module")
