@@ -19,7 +19,7 @@ help:
 	@echo "make status     your progress: each step passed / failed / not run, and what is next"
 	@echo "make hint STEP=n   the next hint of step n (ALL=1: every hint)"
 	@echo "make watch STEP=n  check step n again on every save under handson/ (WATCH_POLL=1 on network drives)"
-	@echo "make reset [STEP=n]  put handson/ (or step n's files) back to the starter, with a backup (YES=1: no question)"
+	@echo "make reset [STEP=n]  put handson/ back to the starter (STEP=n: step n's files back to how step n begins), with a backup (YES=1: no question)"
 	@echo "make grade      score every step: grade.json (GitHub Classroom format) and grade.md (SOLUTION=1: the reference)"
 
 $(STAMP): pyproject.toml

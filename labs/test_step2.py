@@ -19,7 +19,9 @@ Files to edit (the same shape as Celery's own Django example)
     handson/celery.py     new: app = Celery("handson"); app.config_from_object(
                           "django.conf:settings", namespace="CELERY");
                           app.autodiscover_tasks(). Set DJANGO_SETTINGS_MODULE
-                          first: the worker does not start through Django.
+                          first (os.environ.setdefault): the worker does not start
+                          through Django. The lab and `make run` set it for you;
+                          `celery -A handson worker` in your own shell does not.
     handson/__init__.py   from .celery import app as celery_app
                           __all__ = ("celery_app",)   so Django loads the app, and
                           `celery -A handson` finds it.
@@ -45,11 +47,14 @@ Watch for
 
 編集するファイル (Celery 公式の Django 例と同じ形)
     handson/settings.py   CELERY_BROKER_URL = HANDSON_BROKER_URL、CELERY_RESULT_BACKEND =
-                          HANDSON_RESULT_BACKEND (シリアライザは JSON のみ)。celery.py で
+                          HANDSON_RESULT_BACKEND (JSON のみ: CELERY_TASK_SERIALIZER、
+                          CELERY_RESULT_SERIALIZER、CELERY_ACCEPT_CONTENT)。celery.py で
                           namespace="CELERY" としているので、CELERY_ で始まる設定を Celery が読みます。
     handson/celery.py     新規: app = Celery("handson")、app.config_from_object("django.conf:settings",
                           namespace="CELERY")、app.autodiscover_tasks()。ワーカーは Django 経由で
-                          起動しないので、先に DJANGO_SETTINGS_MODULE を設定します。
+                          起動しないので、先に DJANGO_SETTINGS_MODULE を設定します
+                          (os.environ.setdefault)。ラボと `make run` は設定済みですが、自分のシェルで
+                          `celery -A handson worker` を起動するときは設定されていません。
     handson/__init__.py   from .celery import app as celery_app と __all__ = ("celery_app",)
                           (Django 起動時にアプリが読み込まれ、`celery -A handson` がそれを見つけます)。
     handson/tasks.py      新規: @shared_task の hello(message)。settings.HANDSON_SLEEP 秒 sleep して

@@ -11,6 +11,7 @@ What you see
               its own list of what it sent (handson/tasklog.py) and answers 404
               for ids that are not on it.
     STARTED   a worker is running it, but only if you ask Celery to record that.
+              Its "result" is then the worker's pid and host name, not a result yet.
     SUCCESS   finished; the result and the finish time are stored (for a day).
     FAILURE, REVOKED   raised an error / was stopped (step 4).
 
@@ -33,7 +34,8 @@ Watch for
     PENDING   バックエンドにこの id の情報がない: キューで待っているか、送られていない。Celery は
               両者を区別できないので、アプリは送ったタスクを自分で記録し (handson/tasklog.py)、
               記録にない id には 404 を返します。
-    STARTED   ワーカーが実行中。ただし Celery に記録を頼んだ場合だけ。
+    STARTED   ワーカーが実行中。ただし Celery に記録を頼んだ場合だけ。このときの "result" は
+              まだ結果ではなく、ワーカーの pid とホスト名です。
     SUCCESS   完了。結果と終了時刻が (1 日) 保存されます。
     FAILURE, REVOKED   エラーで終了 / 停止された (ステップ 4)。
 

@@ -179,6 +179,23 @@ def test_reset_everything_with_yes_matches_the_starter(tmp_path):
     assert all((workspace / "handson" / f).read_bytes() == (starter / f).read_bytes() for f in files)
 
 
+def test_reset_of_a_later_step_goes_back_to_its_start_and_keeps_earlier_steps(tmp_path):
+    """Step 3's files go back to the reference of step 2: step 2 stays done, steps 3-4 are 'not run' again."""
+    before_step3 = materialize(2, tmp_path / "before") / "handson"
+    workspace = materialize(4, tmp_path / "workspace")
+    progress = tmp_path / "lab" / "progress.json"
+    progress.parent.mkdir()
+    progress.write_text(json.dumps({"steps": {str(n): {"status": "passed"} for n in range(1, 5)}}))
+
+    done = tool("reset", 3, "--root", workspace, "--yes", lab_dir=tmp_path / "lab")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    settings = (workspace / "handson" / "settings.py").read_text()
+    assert settings == (before_step3 / "settings.py").read_text()
+    assert "CELERY_BROKER_URL" in settings and "CELERY_TASK_TRACK_STARTED" not in settings
+    assert sorted(json.loads(progress.read_text())["steps"]) == ["1", "2"]
+
+
 # -- watch ---------------------------------------------------------------------------
 class _Watch:
     """`python -m labs.harness.watch` on a scratch folder, running a cheap command; lines timestamped."""

@@ -29,6 +29,14 @@ def load(root=ROOT):
     return read_json(PROGRESS, {"steps": {}}, root)
 
 
+def forget_steps(numbers, root=ROOT):
+    """Drop the record of these steps (after a reset took their work away)."""
+    record = load(root)
+    for number in numbers:
+        record["steps"].pop(str(number), None)
+    write_json(PROGRESS, record, root)
+
+
 class _Recorder:
     """Collects one run's reports per step; writes them when the session ends."""
 

@@ -1,10 +1,11 @@
-"""`make reset` / `make reset STEP=n`: put handson/ back to the starter.
+"""`make reset` / `make reset STEP=n`: put handson/ back to the starter, or step n back to its start.
 
     python -m labs.harness.reset [N] [--yes] [--root DIR]
 
-Without N: all of handson/ (files you added are removed). With N: only the
-files step N's reference adds or changes (labs/solutions/stepN.patch); a file
-the starter does not have is removed. It shows what will change and asks first
+Without N: all of handson/ back to the starter (files you added are removed).
+With N: only the files step N's reference adds or changes (labs/solutions/stepN.patch),
+back to how step N begins: the reference of step N-1 (the starter for steps 1
+and 2). So your earlier steps stay done; a file that did not exist yet is removed. It shows what will change and asks first
 (--yes, or YES=1 with make, does not ask). Every file it replaces or removes is
 copied to .lab/backup-<time>/ before, so nothing you wrote is lost.
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 from rich.console import Console
 
 from .i18n import say
+from .progress import forget_steps
 from .solutions import ROOT, materialize
 from .state import lab_dir
 from .status import find_step
@@ -92,7 +94,7 @@ def main(argv):
         return 2
     console = Console(highlight=False)
     with tempfile.TemporaryDirectory(prefix="celery-handson-starter-") as scratch:
-        starter = materialize(1, scratch)
+        starter = materialize(max(step.number - 1, 1) if step else 1, scratch)
         actions = plan(args.root, starter, step.files() if step else None)
         if not actions:
             console.print(say("These files already match the starter: nothing to do.",
@@ -101,8 +103,14 @@ def main(argv):
         words = {"restore": say("back to the starter", "スターターに戻す"),
                  "create": say("create (it was missing)", "作成 (ありませんでした)"),
                  "remove": say("remove (not in the starter)", "削除 (スターターにありません)")}
-        console.print(say(f"This puts these files of {args.root / 'handson'} back to the starter:",
-                          f"{args.root / 'handson'} の次のファイルをスターターに戻します:"))
+        if step and step.number > 2:
+            console.print(say(f"This puts these files of {args.root / 'handson'} back to how step {step.number} "
+                              f"begins (the reference of step {step.number - 1}):",
+                              f"{args.root / 'handson'} の次のファイルを、ステップ {step.number} の開始時の状態 "
+                              f"(ステップ {step.number - 1} の模範解答) に戻します:"))
+        else:
+            console.print(say(f"This puts these files of {args.root / 'handson'} back to the starter:",
+                              f"{args.root / 'handson'} の次のファイルをスターターに戻します:"))
         for name, action in actions:
             console.print(f"  {name:<40} {words[action]}", markup=False)
         console.print(say("A copy of every file replaced or removed goes to .lab/backup-<time>/ first.",
@@ -112,6 +120,8 @@ def main(argv):
                               "何も変更していません。(YES=1 で確認を省略できます)"))
             return 1
         backup = apply(args.root, starter, actions)
+    # The steps whose work was in those files are not done any more: no stale "passed".
+    forget_steps(range(step.number if step else 1, len(load_steps()) + 1), args.root)
     console.print(say(f"Done: {len(actions)} file(s) reset.", f"完了: {len(actions)} 個のファイルを戻しました。"))
     if backup:
         console.print(say(f"Your previous versions are in {backup}", f"以前の内容は {backup} にあります"),
