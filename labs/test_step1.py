@@ -88,7 +88,10 @@ def test_a_second_tab_waits_for_the_first(web, django_server, sleep_seconds):
     finished = {}
 
     def answer_time(name, connection):
-        connection.getresponse().read()
+        try:
+            connection.getresponse().read()
+        except OSError:  # no answer (the run was interrupted): the assertion below says so
+            return
         finished[name] = time.monotonic()
 
     sent = time.monotonic()

@@ -31,7 +31,7 @@ from .steps import load_steps
 MESSAGE_LIMIT = 2000  # characters per step: enough for the first failures, short enough to read
 
 
-def _first_lines(text, count=6):
+def _first_lines(text, count=12):
     # JUnit gives pytest's one-line message, then the full text that repeats it.
     lines = text.strip().removeprefix("Failed: ").splitlines()
     if len(lines) > 1 and lines[0] == lines[1]:

@@ -51,12 +51,12 @@ class CeleryWorker:
         log, tail = self.log(), self.process.log_tail()
         if "Unable to load celery application" in log:
             return say(
-                "The worker found no Celery app: `celery -A handson worker` looks for `celery_app` "
-                "(or `app`) in the package handson. Create handson/celery.py with "
+                "The worker found no Celery app: `celery -A handson worker` looks in the package handson "
+                "(for `celery_app` or `app`, then in the module handson.celery). Create handson/celery.py with "
                 "app = Celery(\"handson\"), and in handson/__init__.py write "
                 "`from .celery import app as celery_app`.\n\nWorker log:\n" + tail,
-                "ワーカーが Celery アプリを見つけられません。`celery -A handson worker` は handson パッケージの "
-                "`celery_app` (または `app`) を探します。handson/celery.py に app = Celery(\"handson\") を作り、"
+                "ワーカーが Celery アプリを見つけられません。`celery -A handson worker` は handson パッケージ "
+                "(`celery_app` または `app`、次に handson.celery モジュール) を探します。handson/celery.py に app = Celery(\"handson\") を作り、"
                 "handson/__init__.py に `from .celery import app as celery_app` と書いてください。\n\n"
                 "ワーカーのログ:\n" + tail,
             )
