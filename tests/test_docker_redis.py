@@ -204,7 +204,7 @@ def test_docker_run_passes_names_the_image_and_leaves_nothing(engine, tmp_path):
     result, state = tiny_lab(tmp_path, "--redis=docker")
     assert result.returncode == 0, result.stdout + result.stderr
     header = next(line for line in result.stdout.splitlines() if line.startswith("celery-handson: redis"))
-    assert re.search(r"docker container of \S+:\S+ on 127\.0\.0\.1:", header), header
+    assert re.search(r"docker container of \S+:\S+ on a port of 127\.0\.0\.1", header), header
     run = json.loads(state.read_text())
     assert run["kind"] == "docker" and run["url"].startswith("redis://127.0.0.1:")
     assert containers_of(engine, run["run"]) == []
