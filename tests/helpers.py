@@ -5,6 +5,7 @@ import uuid
 
 import psutil
 
+from labs.harness.app_env import app_env
 from labs.harness.redis import LocalRedis
 from labs.harness.runner import run_labs
 from labs.harness.solutions import LAST_STEP, materialize
@@ -53,9 +54,7 @@ def reference_app(run_dir, sleep):
     """The finished hands-on on the services `make run` uses; yields the Django server."""
     workspace = materialize(LAST_STEP, run_dir / "reference")
     redis = LocalRedis(run_dir).start()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("CELERY_")}
-    env.update(PYTHONPATH=str(workspace), DJANGO_SETTINGS_MODULE="handson.settings", HANDSON_SLEEP=f"{sleep:g}",
-               HANDSON_BROKER_URL=redis.broker_url, HANDSON_RESULT_BACKEND=redis.result_backend_url)
+    env = app_env(workspace, redis, sleep)
     worker = web = None
     try:
         worker = CeleryWorker(workspace, redis, env, run_dir).start()

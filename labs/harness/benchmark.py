@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from .app_env import app_env
 from .redis import LocalRedis
 from .runner import run_labs
 from .solutions import LAST_STEP, materialize
@@ -39,9 +40,7 @@ def worker_ready_times(tries=5):
         scratch = Path(scratch)
         workspace = materialize(LAST_STEP, scratch / "workspace")
         redis = LocalRedis(scratch).start()
-        env = {key: value for key, value in os.environ.items() if not key.startswith("CELERY_")}
-        env.update(PYTHONPATH=str(workspace), DJANGO_SETTINGS_MODULE="handson.settings",
-                   HANDSON_BROKER_URL=redis.broker_url, HANDSON_RESULT_BACKEND=redis.result_backend_url)
+        env = app_env(workspace, redis, sleep=1)
         times = []
         try:
             for attempt in range(tries):

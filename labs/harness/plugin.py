@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from .app_env import app_env
 from .backend import BrokerControl, ResultBackend
 from .i18n import say
 from .redis import RedisUnavailable, choose_redis
@@ -191,18 +192,7 @@ def redis_server(lab):
 @pytest.fixture(scope="session")
 def lab_env(workspace, redis_server, sleep_seconds):
     """The environment the app runs in: its Redis, its sleep, and no CELERY_* overrides."""
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith("CELERY_") and key not in ("PYTHONPATH", "DJANGO_SETTINGS_MODULE")}
-    env.update({
-        "PYTHONPATH": str(workspace),
-        "DJANGO_SETTINGS_MODULE": "handson.settings",
-        "HANDSON_BROKER_URL": redis_server.broker_url,
-        "HANDSON_RESULT_BACKEND": redis_server.result_backend_url,
-        "HANDSON_SLEEP": f"{sleep_seconds:g}",
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONDONTWRITEBYTECODE": "1",
-    })
-    return env
+    return app_env(workspace, redis_server, sleep_seconds)
 
 
 @pytest.fixture(scope="session")

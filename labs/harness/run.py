@@ -14,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from .app_env import app_env
 from .i18n import say
 from .redis import RedisUnavailable, choose_redis
 from .solutions import LAST_STEP, ROOT, materialize
@@ -81,10 +82,7 @@ def main(argv=None):
         redis.start()
     except RedisUnavailable as problem:
         sys.exit(str(problem))
-    env = {key: value for key, value in os.environ.items() if not key.startswith("CELERY_")}
-    env.update(PYTHONPATH=str(workspace), DJANGO_SETTINGS_MODULE="handson.settings", PYTHONUNBUFFERED="1",
-               HANDSON_BROKER_URL=redis.broker_url, HANDSON_RESULT_BACKEND=redis.result_backend_url,
-               HANDSON_SLEEP=sleep)
+    env = app_env(workspace, redis, sleep)
     worker = web = None
     follower = LogFollower({"redis": run_dir / "redis.log", "worker": run_dir / "worker.log",
                             "web": run_dir / "web.log"})
