@@ -121,7 +121,10 @@ def pytest_report_header(config):
 
 def pytest_unconfigure(config):
     lab = config.stash.get(_lab_key, None)
-    if lab and not lab["failed"] and not config.getoption("keep_logs"):
+    # Logs are kept for a failed run, for the learner to read, unless the caller expects
+    # failures and reads the outcome elsewhere (HANDSON_DISCARD_LOGS=1, the project's own tests).
+    discard = os.environ.get("HANDSON_DISCARD_LOGS") == "1"
+    if lab and (discard or not lab["failed"]) and not config.getoption("keep_logs"):
         shutil.rmtree(lab["run_dir"], ignore_errors=True)
 
 
