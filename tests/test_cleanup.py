@@ -1,7 +1,10 @@
 """Nothing a lab run starts outlives it: not on Ctrl-C, not on a timeout, not when pytest is killed."""
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -37,6 +40,9 @@ def test_stopping_pytest_stops_every_service(how):
     child.communicate(timeout=60)
 
     assert wait_for(lambda: not services(), timeout=15), f"still running after {how.name}: {services()}"
+    # A killed pytest cannot remove its log folder (a later run prunes old ones); this test does.
+    for folder in Path(tempfile.gettempdir()).glob(f"celery-handson-{child.pid}-*"):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_a_test_timeout_fails_the_test_and_stops_the_services():
