@@ -1,4 +1,4 @@
-"""The project's own tests never touch a learner's records in .lab/.
+"""The project's own tests never touch a learner's records in .lab/, and leave no folders in /tmp.
 
 A lab run on the repository's handson/ (without --solution, --reference or
 --workspace) records progress; every run these tests start keeps it in a
@@ -11,9 +11,19 @@ import tempfile
 
 def pytest_configure(config):
     os.environ["HANDSON_LAB_DIR"] = tempfile.mkdtemp(prefix="celery-handson-lab-")
-    # Many runs here fail on purpose; their services' logs are not kept in /tmp.
+    # Many runs here fail on purpose; their services' logs are not kept.
     os.environ["HANDSON_DISCARD_LOGS"] = "1"
+    # Runs killed on purpose (SIGKILL, os._exit) cannot remove their run folders: the
+    # child processes make them in a scratch TMPDIR that goes away with the session.
+    config._handson_tmpdir_before = os.environ.get("TMPDIR")
+    os.environ["HANDSON_TESTS_TMPDIR"] = os.environ["TMPDIR"] = tempfile.mkdtemp(prefix="celery-handson-tests-")
 
 
 def pytest_unconfigure(config):
     shutil.rmtree(os.environ.pop("HANDSON_LAB_DIR", ""), ignore_errors=True)
+    shutil.rmtree(os.environ.pop("HANDSON_TESTS_TMPDIR", ""), ignore_errors=True)
+    before = getattr(config, "_handson_tmpdir_before", None)
+    if before is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = before
