@@ -85,10 +85,10 @@ def pytest_configure(config):
     workspace = config.getoption("workspace")
     if workspace and not (Path(workspace) / "handson").is_dir():
         raise pytest.UsageError(f"--workspace={workspace}: no handson/ folder there.")
-    # The pid in the name tells whose services these are (redis-server rewrites its
-    # own command line, but keeps this folder as its working directory).
     sleep = _sleep_seconds()  # before anything is created: a bad value leaves nothing behind
     _prune_old_run_dirs()
+    # The pid in the name tells whose services these are (redis-server rewrites its
+    # own command line, but keeps this folder as its working directory).
     run_dir = Path(tempfile.mkdtemp(prefix=f"celery-handson-{os.getpid()}-"))
     try:
         redis, redis_note = choose_redis(config.getoption("redis"), run_dir)
@@ -96,8 +96,8 @@ def pytest_configure(config):
         shutil.rmtree(run_dir, ignore_errors=True)
         raise pytest.UsageError(str(problem)) from None
     config.stash[_lab_key] = {
-        "reference": reference, "workspace": Path(workspace).resolve() if workspace else ROOT, "run_dir": run_dir, "redis": redis, "redis_note": redis_note,
-        "sleep": sleep, "failed": False,
+        "reference": reference, "workspace": Path(workspace).resolve() if workspace else ROOT,
+        "run_dir": run_dir, "redis": redis, "redis_note": redis_note, "sleep": sleep, "failed": False,
     }
 
 
