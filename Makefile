@@ -12,7 +12,7 @@ LAB_OPTS := $(if $(filter 1 yes true,$(SOLUTION)),--solution,)
 help:
 	@echo "make run        the hands-on app at http://127.0.0.1:$${PORT:-8000}/handson (Ctrl-C stops it)"
 	@echo "make step1..4   check one step of your handson/ (SOLUTION=1: the reference)"
-	@echo "make lab        all four steps"
+	@echo "make lab        all four steps, in parallel"
 	@echo "make test       the project's own tests (labs on the reference + lab integrity)"
 	@echo "make bench      how long the lab takes, and its overhead beyond the sleeps"
 	@echo "make lint       ruff over the harness, the labs and the tests"
@@ -30,13 +30,14 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m labs.harness.run $(LAB_OPTS)
+	$(PY) -m labs.harness.tools.run $(LAB_OPTS)
 
 step1 step2 step3 step4: $(STAMP)
 	$(PYTEST) labs/test_$@.py $(LAB_OPTS)
 
+# In parallel: every pytest-xdist worker starts its own stack; one module stays on one worker.
 lab: $(STAMP)
-	$(PYTEST) labs $(LAB_OPTS)
+	$(PYTEST) labs $(LAB_OPTS) -n auto --dist loadfile
 
 test: $(STAMP)
 	$(PYTEST) tests
@@ -45,24 +46,24 @@ lint: $(STAMP)
 	$(PY) -m ruff check labs tests conftest.py manage.py
 
 bench: $(STAMP)
-	$(PY) -m labs.harness.benchmark
+	$(PY) -m labs.harness.dev.bench
 
 clean:
 	rm -rf $(VENV) .lab grade.json grade.md
 
 # Learner tools (labs/harness): STEP=n picks a step; without it, the next one to do.
 status: $(STAMP)
-	$(PY) -m labs.harness.status
+	$(PY) -m labs.harness.tools.status
 
 hint: $(STAMP)
-	$(PY) -m labs.harness.hints $(STEP) $(if $(filter 1 yes true,$(ALL)),--all,)
+	$(PY) -m labs.harness.tools.hints $(STEP) $(if $(filter 1 yes true,$(ALL)),--all,)
 
 watch: $(STAMP)
-	$(PY) -m labs.harness.watch $(STEP) $(LAB_OPTS)
+	$(PY) -m labs.harness.tools.watch $(STEP) $(LAB_OPTS)
 
 reset: $(STAMP)
-	$(PY) -m labs.harness.reset $(STEP) $(if $(filter 1 yes true,$(YES)),--yes,)
+	$(PY) -m labs.harness.tools.reset $(STEP) $(if $(filter 1 yes true,$(YES)),--yes,)
 
 # Exit code 1 when a step fails, so a grader that reads only the exit code never passes it.
 grade: $(STAMP)
-	$(PY) -m labs.harness.grade $(LAB_OPTS) $(if $(TIMEOUT),--timeout=$(TIMEOUT),)
+	$(PY) -m labs.harness.tools.grade $(LAB_OPTS) $(if $(TIMEOUT),--timeout=$(TIMEOUT),)

@@ -1,2 +1,7 @@
 # The lab's fixtures and options live in the harness, apart from the learner's code.
-pytest_plugins = ["labs.harness.plugin", "labs.harness.progress"]
+pytest_plugins = [
+    "labs.harness.plugin.options",
+    "labs.harness.plugin.header",
+    "labs.harness.plugin.fixtures",
+    "labs.harness.plugin.progress",
+]

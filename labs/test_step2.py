@@ -74,9 +74,9 @@ import re
 
 import pytest
 
-from labs.harness.checks import HELLO, press_step2, send_hello_and_see_it_received, succeeded_seconds
 from labs.harness.i18n import say
-from labs.harness.waiting import wait_for
+from labs.harness.lesson.checks import HELLO, press_step2, send_hello_and_see_it_received, succeeded_seconds
+from labs.harness.lesson.waiting import wait_for
 
 pytestmark = pytest.mark.lab
 ANSWER_AT_ONCE = 0.5  # seconds: sending a message to Redis takes milliseconds

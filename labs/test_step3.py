@@ -54,10 +54,9 @@ import uuid
 
 import pytest
 
-from labs.harness.checks import listed_tasks, send_hello_tasks
 from labs.harness.i18n import say
-from labs.harness.waiting import wait_for
-from labs.harness.web import tasks_on_page
+from labs.harness.lesson.checks import listed_tasks, send_hello_tasks, tasks_on_page
+from labs.harness.lesson.waiting import wait_for
 
 pytestmark = pytest.mark.lab
 TRACK_STARTED_HINT = say(

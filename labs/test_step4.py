@@ -54,16 +54,16 @@ Watch for
 """
 import pytest
 
-from labs.harness.checks import (
+from labs.harness.i18n import say
+from labs.harness.lesson.checks import (
     press_stop_all_tasks,
     printed_hello_world,
     send_hello_and_see_it_received,
     send_hello_tasks,
     succeeded_seconds,
+    tasks_on_page,
 )
-from labs.harness.i18n import say
-from labs.harness.waiting import wait_for
-from labs.harness.web import tasks_on_page
+from labs.harness.lesson.waiting import wait_for
 
 pytestmark = pytest.mark.lab
 REVOKE_WITHIN = 2.0  # seconds: a revoke is a broadcast message, it arrives in milliseconds

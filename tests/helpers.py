@@ -1,18 +1,21 @@
-"""Helpers for the project's own tests: run the labs in a child pytest and find what it left."""
+"""Helpers for the project's own tests: one way to start a child pytest, one way to find
+what a run left behind, and the finished app on the stack `make run` uses."""
 import contextlib
 import os
+import subprocess
+import sys
 import uuid
 
 import psutil
 
-from labs.harness.app_env import app_env
-from labs.harness.redis import LocalRedis
+from labs.harness.paths import ROOT
+from labs.harness.reference import materialize
 from labs.harness.runner import run_labs
-from labs.harness.solutions import LAST_STEP, materialize
-from labs.harness.web import DjangoServer
-from labs.harness.worker import CeleryWorker
+from labs.harness.services.redis import LocalRedis
+from labs.harness.services.stack import Stack, StackSpec
+from labs.harness.steps import last_step, modules
 
-STEP_MODULES = [f"labs/test_step{number}.py" for number in range(1, 5)]
+STEP_MODULES = modules()
 
 
 def marked_env(**extra):
@@ -27,20 +30,32 @@ def marked_env(**extra):
     return mark, env
 
 
-def processes_marked(mark, owner_pid):
-    """Live processes of one lab run: those started with HANDSON_RUN_MARK=mark (the worker, the web
-    server), and those working in the run folder of pytest ``owner_pid`` (redis-server, which
-    overwrites its environment when it renames itself)."""
+def processes_marked(mark, owner_pid=None, folder=None):
+    """Live processes of one run: those started with HANDSON_RUN_MARK=mark (the worker, the web
+    server), and those working in the run folder of pytest ``owner_pid`` or under ``folder``
+    (redis-server, which overwrites its environment when it renames itself)."""
     found = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
         try:
             if proc.pid == os.getpid() or proc.status() == psutil.STATUS_ZOMBIE:
                 continue
-            if proc.environ().get("HANDSON_RUN_MARK") == mark or f"celery-handson-{owner_pid}-" in proc.cwd():
+            cwd = proc.cwd()
+            if (proc.environ().get("HANDSON_RUN_MARK") == mark
+                    or (owner_pid is not None and f"celery-handson-{owner_pid}-" in cwd)
+                    or (folder is not None and cwd.startswith(str(folder)))):
                 found.append(" ".join(proc.info["cmdline"] or [])[:120])
         except psutil.Error:
             pass
     return found
+
+
+def child_pytest(*args, cwd=ROOT, env=None, background=False, timeout=120):
+    """``python -m pytest args`` in ``cwd``: a CompletedProcess (text), or a Popen when ``background``."""
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *map(str, args)]
+    env = dict(os.environ, HANDSON_LANG="en") if env is None else env
+    if background:
+        return subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def run_marked(modules, pytest_args=(), timeout=600, **env_extra):
@@ -51,18 +66,9 @@ def run_marked(modules, pytest_args=(), timeout=600, **env_extra):
 
 
 @contextlib.contextmanager
-def reference_app(run_dir, sleep):
-    """The finished hands-on on the services `make run` uses; yields the Django server."""
-    workspace = materialize(LAST_STEP, run_dir / "reference")
-    redis = LocalRedis(run_dir).start()
-    env = app_env(workspace, redis, sleep)
-    worker = web = None
-    try:
-        worker = CeleryWorker(workspace, redis, env, run_dir).start()
-        web = DjangoServer(workspace, env, run_dir).start()
-        assert worker.problem is None and web.problem is None, (worker.problem, web.problem)
-        yield web
-    finally:
-        for service in (web, worker, redis):
-            if service is not None:
-                service.stop()
+def reference_app(run_dir, sleep, spec=StackSpec()):
+    """The finished hands-on on the stack `make run` uses; yields the Stack."""
+    workspace = materialize(last_step(), run_dir / "reference")
+    with Stack(workspace, LocalRedis(run_dir), sleep, run_dir, spec) as stack:
+        assert not stack.problems(), stack.problems()
+        yield stack

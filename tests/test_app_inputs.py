@@ -9,7 +9,8 @@ from .helpers import reference_app
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    with reference_app(tmp_path_factory.mktemp("inputs"), sleep=1) as web:
+    with reference_app(tmp_path_factory.mktemp("inputs"), sleep=1) as stack:
+        web = stack.web
         yield web.url
 
 

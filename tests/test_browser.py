@@ -20,7 +20,8 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), r
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    with reference_app(tmp_path_factory.mktemp("browser"), SLEEP) as web:
+    with reference_app(tmp_path_factory.mktemp("browser"), SLEEP) as stack:
+        web = stack.web
         yield web.url + "/handson"
 
 

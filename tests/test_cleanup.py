@@ -1,25 +1,20 @@
 """Nothing a lab run starts outlives it: not on Ctrl-C, not on a timeout, not when pytest is killed."""
 import shutil
 import signal
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from labs.harness.solutions import ROOT
-from labs.harness.waiting import wait_for
+from labs.harness.lesson.waiting import wait_for
 
-from .helpers import marked_env, processes_marked, run_marked
+from .helpers import child_pytest, marked_env, processes_marked, run_marked
 
 
 def _start_lab_run(*args, sleep="30"):
     """A child pytest on step 2 whose tasks sleep long enough to be interrupted mid-test."""
     mark, env = marked_env(HANDSON_SLEEP=sleep)
-    child = subprocess.Popen([sys.executable, "-m", "pytest", "labs/test_step2.py", "--solution",
-                              "-p", "no:cacheprovider", *args], cwd=ROOT, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    child = child_pytest("labs/test_step2.py", "--solution", *args, env=env, background=True)
     # Wait until Redis, the worker and the web server are all up.
     def services():
         return processes_marked(mark, child.pid)

@@ -24,10 +24,13 @@ from pathlib import Path
 import docker
 import pytest
 
-from labs.harness import docker_cleanup, docker_image
-from labs.harness.docker import engine_client, engine_problem
-from labs.harness.redis import embedded_redis_binary
-from labs.harness.waiting import wait_for
+from labs.harness.lesson.waiting import wait_for
+from labs.harness.services.redis import embedded_redis_binary
+from labs.harness.services.redis.docker import cleanup as docker_cleanup
+from labs.harness.services.redis.docker import engine_client, engine_problem
+from labs.harness.services.redis.docker import image as docker_image
+
+from .helpers import child_pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 USAGE_ERROR = 4  # pytest's exit code for a usage error
@@ -52,6 +55,9 @@ def test_redis(redis_server, lab):
 '''
 
 
+PLUGINS = ("labs.harness.plugin.options", "labs.harness.plugin.header", "labs.harness.plugin.fixtures")
+
+
 def tiny_lab(tmp_path, *options, mode="pass", docker_host=None, extra_env=None, background=False, timeout=90):
     """pytest on TINY_LAB with the lab's plugin: (CompletedProcess or Popen, state file)."""
     (tmp_path / "test_tiny.py").write_text(TINY_LAB)
@@ -62,12 +68,9 @@ def tiny_lab(tmp_path, *options, mode="pass", docker_host=None, extra_env=None, 
     if docker_host:
         env["DOCKER_HOST"] = docker_host
     env.update(extra_env or {})
-    argv = [sys.executable, "-m", "pytest", "-p", "labs.harness.plugin", "-c", str(tmp_path / "pytest.ini"),
-            "--rootdir", str(tmp_path), str(tmp_path / "test_tiny.py"), *options]
-    if background:
-        return subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True), state
-    return subprocess.run(argv, check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout), state
+    plugins = [arg for name in PLUGINS for arg in ("-p", name)]
+    return child_pytest(*plugins, "-c", tmp_path / "pytest.ini", "--rootdir", tmp_path, tmp_path / "test_tiny.py",
+                        *options, cwd=tmp_path, env=env, background=background, timeout=timeout), state
 
 
 # -- without a Docker engine -------------------------------------------------------

@@ -8,10 +8,12 @@ import psutil
 import pytest
 
 from labs.harness import i18n
-from labs.harness.processes import ServiceProcess, free_port
-from labs.harness.redis import ExternalRedis, LocalRedis, RedisUnavailable, choose_redis
-from labs.harness.solutions import ROOT
-from labs.harness.waiting import wait_for
+from labs.harness.lesson.waiting import wait_for
+from labs.harness.paths import ROOT
+from labs.harness.services.processes import ServiceProcess, free_port
+from labs.harness.services.redis import ExternalRedis, LocalRedis, RedisUnavailable, choose_redis
+
+from .helpers import child_pytest
 
 
 @pytest.mark.parametrize("env, expected", [
@@ -77,27 +79,22 @@ def test_an_unknown_redis_choice_is_refused(tmp_path):
         choose_redis("memcached", tmp_path)
 
 
-def _pytest(*args, **env):
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=ROOT,
-                          env=dict(os.environ, HANDSON_LANG="en", **env), capture_output=True, text=True, timeout=120)
-
-
 @pytest.mark.parametrize("sleep", ["abc", "0", "-1", "1000"])
 def test_a_bad_handson_sleep_is_a_usage_error(sleep):
-    result = _pytest("labs/test_step1.py", HANDSON_SLEEP=sleep)
+    result = child_pytest("labs/test_step1.py", env=dict(os.environ, HANDSON_LANG="en", HANDSON_SLEEP=sleep))
     assert result.returncode == 4 and "HANDSON_SLEEP" in result.stderr + result.stdout
 
 
 def test_an_unreachable_redis_url_fails_the_lab_fast_with_the_url():
     url = f"redis://127.0.0.1:{free_port()}/0"
     started = time.monotonic()
-    result = _pytest("labs/test_step1.py", f"--redis={url}")
+    result = child_pytest("labs/test_step1.py", f"--redis={url}")
     assert result.returncode != 0 and url in result.stdout, result.stdout[-2000:]
     assert time.monotonic() - started < 30
 
 
 @pytest.mark.parametrize("port, message", [("abc", "PORT="), ("70000", "PORT=")])
 def test_make_run_refuses_a_bad_port(port, message):
-    result = subprocess.run([sys.executable, "-m", "labs.harness.run"], cwd=ROOT, capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "labs.harness.tools.run"], cwd=ROOT, capture_output=True, text=True,
                             env=dict(os.environ, PORT=port, HANDSON_LANG="en"), timeout=60)
     assert result.returncode != 0 and message in result.stderr

@@ -9,7 +9,7 @@ What is checked, and how far the check can see:
   they say the same thing is left to the reviewer.
 * Every ``assert`` in a lab module has a message ``say(en, ja)`` whose two arguments
   are non-empty string literals or f-strings, the second with Japanese in it. Exact.
-* Every ``pytest.fail(...)`` in labs/harness/*.py gets a bilingual message, where a
+* Every ``pytest.fail(...)`` in labs/harness/**/*.py gets a bilingual message, where a
   message is one of: a ``say(en, ja)`` call (each argument a string, f-string, or a
   ``+`` / ``if-else`` of them, with literal text, the second Japanese); a message
   plus something (``say(...) + log``); ``a if c else b`` of messages; a variable
@@ -29,14 +29,16 @@ from pathlib import Path
 
 import pytest
 
-from labs.harness.solutions import ROOT
+from labs.harness.lesson import advice
+from labs.harness.paths import ROOT
+from labs.harness.services.causes import Cause
 from labs.harness.steps import load_steps
 
 JAPANESE = re.compile(r"[\u3040-\u30ff\u3400-\u9fff]")  # hiragana, katakana, kanji
 KANA = re.compile(r"[\u3040-\u30ff]")  # kanji alone could be Chinese
 ENGLISH = re.compile(r"[A-Za-z]+(?:[ ,.'()-]+[A-Za-z]+){5,}")  # six Latin words in a row
 LAB_MODULES = sorted({*ROOT.glob("labs/test_step*.py"), *(ROOT / step.module for step in load_steps())})
-HARNESS_MODULES = sorted((ROOT / "labs" / "harness").glob("*.py"))
+HARNESS_MODULES = sorted((ROOT / "labs" / "harness").rglob("*.py"))
 
 
 # -- steps.toml and docstrings ------------------------------------------------------
@@ -243,3 +245,21 @@ def test_the_message_check_catches_what_it_should():
                  "        pytest.fail(self.p)\n") != [None]
     assert check("def f():\n    try:\n        pass\n    except ValueError as e:\n"
                  "        pytest.fail(str(e))\n") != [None]  # ValueError is not raised in labs/harness
+
+
+# -- the advice for every cause a service reports ----------------------------------------
+SAMPLE_DETAIL = {"expected": "redis://127.0.0.1:1/1", "transport": "redis://127.0.0.1:2/1", "seconds": 30,
+                 "headline": "", "method": "GET", "path": "/handson", "error": "refused", "status": 500,
+                 "body": "", "seen": ("default_amqp", "")}
+
+
+@pytest.mark.parametrize("what", sorted(advice._EXPLAIN))
+@pytest.mark.parametrize("service", ["worker", "web"])
+def test_every_cause_has_advice_in_both_languages(monkeypatch, what, service):
+    cause = Cause(service, what, SAMPLE_DETAIL, log="the log")
+    monkeypatch.setenv("HANDSON_LANG", "en")
+    english = advice.explain(cause)
+    monkeypatch.setenv("HANDSON_LANG", "ja")
+    japanese = advice.explain(cause)
+    assert english.strip() and not KANA.search(english), english
+    assert KANA.search(japanese), japanese

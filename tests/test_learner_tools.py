@@ -12,20 +12,20 @@ import sys
 import threading
 import time
 
-import psutil
 import pytest
 
-from labs.harness.solutions import ROOT, materialize
+from labs.harness.lesson.waiting import wait_for
+from labs.harness.paths import ROOT
+from labs.harness.reference import materialize
 from labs.harness.steps import load_steps
-from labs.harness.waiting import wait_for
 
-from .helpers import marked_env, run_marked
+from .helpers import child_pytest, marked_env, processes_marked, run_marked
 
 
 def tool(name, *args, lab_dir, lang="en", stdin="", extra_env=None):
-    """Run ``python -m labs.harness.<name> args``; return the CompletedProcess (text)."""
+    """Run ``python -m labs.harness.tools.<name> args``; return the CompletedProcess (text)."""
     env = dict(os.environ, HANDSON_LAB_DIR=str(lab_dir), HANDSON_LANG=lang, COLUMNS="120", **(extra_env or {}))
-    return subprocess.run([sys.executable, "-m", f"labs.harness.{name}", *map(str, args)], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", f"labs.harness.tools.{name}", *map(str, args)], cwd=ROOT, env=env,
                           input=stdin, capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -80,8 +80,7 @@ def test_progress_gives_a_verdict_only_on_whole_runs(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT), HANDSON_LAB_DIR=str(tmp_path / "lab"))
 
     def pytest_run(*args):
-        subprocess.run([sys.executable, "-m", "pytest", "-p", "labs.harness.progress", "-q", *args],
-                       cwd=tmp_path, env=env, capture_output=True, check=False)
+        child_pytest("-p", "labs.harness.plugin.progress", "-q", *args, cwd=tmp_path, env=env)
 
     pytest_run("labs/test_step1.py", "labs/test_step2.py", "labs/test_step4.py", "-k", "not test_b or step2")
     pytest_run("labs/test_step3.py")  # pytest stops at a collection error: nothing else would run
@@ -129,11 +128,11 @@ def test_make_targets_pass_their_variables():
     def dry(*args):
         return subprocess.run(["make", "-n", *args], cwd=ROOT, capture_output=True, text=True, check=False).stdout
 
-    assert "-m labs.harness.hints 3 --all" in dry("hint", "STEP=3", "ALL=1")
-    assert "-m labs.harness.reset 2 --yes" in dry("reset", "STEP=2", "YES=1")
-    assert "-m labs.harness.watch 2 --solution" in dry("watch", "STEP=2", "SOLUTION=1")
-    assert "-m labs.harness.grade --solution --timeout=60" in dry("grade", "SOLUTION=1", "TIMEOUT=60")
-    assert "-m labs.harness.status" in dry("status")
+    assert "-m labs.harness.tools.hints 3 --all" in dry("hint", "STEP=3", "ALL=1")
+    assert "-m labs.harness.tools.reset 2 --yes" in dry("reset", "STEP=2", "YES=1")
+    assert "-m labs.harness.tools.watch 2 --solution" in dry("watch", "STEP=2", "SOLUTION=1")
+    assert "-m labs.harness.tools.grade --solution --timeout=60" in dry("grade", "SOLUTION=1", "TIMEOUT=60")
+    assert "-m labs.harness.tools.status" in dry("status")
 
 
 # -- reset ---------------------------------------------------------------------------
@@ -198,14 +197,14 @@ def test_reset_of_a_later_step_goes_back_to_its_start_and_keeps_earlier_steps(tm
 
 # -- watch ---------------------------------------------------------------------------
 class _Watch:
-    """`python -m labs.harness.watch` on a scratch folder, running a cheap command; lines timestamped."""
+    """`python -m labs.harness.tools.watch` on a scratch folder, running a cheap command; lines timestamped."""
 
     def __init__(self, tmp_path, path, extra_env=None):
         self.runs = tmp_path / "runs.txt"
         command = f"{sys.executable} -c \"open({str(self.runs)!r}, 'a').write('run\\n'); print('RUN')\""
         env = dict(os.environ, HANDSON_LAB_DIR=str(tmp_path / "lab"), HANDSON_LANG="en", **(extra_env or {}))
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "labs.harness.watch", "2", "--path", str(path), "--command", command],
+            [sys.executable, "-m", "labs.harness.tools.watch", "2", "--path", str(path), "--command", command],
             cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
 )
         self.lines = []
@@ -272,28 +271,14 @@ def test_watch_enter_only_mode(tmp_path):
 
 
 # -- grade ---------------------------------------------------------------------------
-def _left_behind(mark, folder):
-    """Live processes of a grading: started with HANDSON_RUN_MARK=mark, or working under ``folder``
-    (redis-server rewrites its environment, but runs in the run folder, made under TMPDIR)."""
-    found = []
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        try:
-            if proc.pid != os.getpid() and proc.status() != psutil.STATUS_ZOMBIE and (
-                    proc.environ().get("HANDSON_RUN_MARK") == mark or proc.cwd().startswith(str(folder))):
-                found.append(" ".join(proc.info["cmdline"] or [])[:120])
-        except psutil.Error:
-            pass
-    return found
-
-
 def _grade(tmp_path, *pytest_args):
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     mark, env = marked_env(HANDSON_LAB_DIR=str(tmp_path / "lab"), GITHUB_STEP_SUMMARY=str(tmp_path / "summary.md"),
                            TMPDIR=str(scratch))
-    finished = subprocess.run([sys.executable, "-m", "labs.harness.grade", "--out", str(tmp_path), *pytest_args],
+    finished = subprocess.run([sys.executable, "-m", "labs.harness.tools.grade", "--out", str(tmp_path), *pytest_args],
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
-    assert not _left_behind(mark, scratch), _left_behind(mark, scratch)
+    assert not processes_marked(mark, folder=scratch), processes_marked(mark, folder=scratch)
     return finished, json.loads((tmp_path / "grade.json").read_text())
 
 
@@ -335,8 +320,8 @@ def test_grade_counts_a_timeout_as_a_failure(tmp_path):
 
 def test_grade_judges_errors_and_odd_exits_as_failures():
     """Fixture errors, no tests at all, and a non-zero exit after passing tests never score."""
-    from labs.harness.grade import judge
     from labs.harness.runner import LabRun, TestOutcome
+    from labs.harness.tools.grade import judge
 
     step = load_steps()[1]
 
@@ -360,8 +345,8 @@ def test_grade_judges_errors_and_odd_exits_as_failures():
 
 
 def test_every_tool_prints_its_usage():
-    """Each tool runs as `python -m labs.harness.<name>`; --help works without a workspace."""
-    for name in ("status", "hints", "watch", "reset", "grade", "progress"):
+    """Each tool runs as `python -m labs.harness.tools.<name>`; --help works without a workspace."""
+    for name in ("tools.status", "tools.hints", "tools.watch", "tools.reset", "tools.grade", "plugin.progress"):
         shown = subprocess.run([sys.executable, "-m", f"labs.harness.{name}", "--help"], cwd=ROOT,
                                capture_output=True, text=True, timeout=60, check=False)
         assert shown.returncode in (0, 2) and "make" in shown.stdout + shown.stderr, name

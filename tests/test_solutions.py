@@ -3,8 +3,9 @@ import filecmp
 
 import pytest
 
-from labs.harness.solutions import LAST_STEP, ROOT, materialize
-from labs.harness.steps import load_steps
+from labs.harness.paths import ROOT
+from labs.harness.reference import materialize
+from labs.harness.steps import last_step, load_steps
 
 
 def _differences(left, right):
@@ -21,11 +22,11 @@ def test_the_committed_workspace_is_the_starter(tmp_path):
     differences = _differences(ROOT / "handson", starter / "handson")
     assert not differences, (
         f"handson/ differs from labs/solutions/step1.patch in {differences}. If the starter changed on purpose, "
-        "re-record it: python -m labs.harness.solutions record 1 . (then check steps 2-4 still apply). "
+        "re-record it: python -m labs.harness.dev.solutions record 1 . (then check steps 2-4 still apply). "
         "A learner who has started editing sees this too: it checks the project, not your work.")
 
 
-@pytest.mark.parametrize("step", range(2, LAST_STEP + 1))
+@pytest.mark.parametrize("step", range(2, last_step() + 1))
 def test_each_step_builds_on_the_one_before(step, tmp_path):
     """Every patch applies to the step before it and changes something."""
     before = materialize(step - 1, tmp_path / "before")
@@ -36,7 +37,7 @@ def test_each_step_builds_on_the_one_before(step, tmp_path):
 def test_the_steps_list_matches_the_patches_and_modules():
     """steps.toml, the patches and the test modules describe the same steps, in order."""
     steps = load_steps()
-    assert [step.number for step in steps] == list(range(1, LAST_STEP + 1))
+    assert [step.number for step in steps] == list(range(1, last_step() + 1))
     for step in steps:
         assert (ROOT / step.module).exists(), step.module
         assert step.points > 0 and step.files(), step

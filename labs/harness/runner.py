@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .solutions import ROOT
+from .paths import ROOT
 
 
 @dataclass

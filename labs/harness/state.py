@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from .solutions import ROOT
+from .paths import ROOT
 
 
 def lab_dir(root=ROOT):

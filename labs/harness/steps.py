@@ -1,18 +1,24 @@
-"""The ordered list of steps (labs/steps.toml), as every command reads it."""
+"""The ordered list of steps (labs/steps.toml), as every command reads it.
+
+steps.toml is the only list: the plugin, `make status`, `make hint`, grading,
+the benchmark and the project's tests all take the steps from here.
+"""
 import tomllib
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from .i18n import pick
-from .solutions import patch_path
+from .paths import ROOT, STEPS_FILE
+from .reference import patched_files
 
-STEPS_FILE = Path(__file__).resolve().parents[1] / "steps.toml"
+FORMAT = 1  # the layout of steps.toml this code reads
 
 
 @dataclass(frozen=True)
 class Step:
     number: int
-    module: str
+    module: str  # labs/test_stepN.py, relative to the repository
     points: int
     titles: dict
     hints: dict
@@ -26,18 +32,38 @@ class Step:
 
     def files(self):
         """The workspace files this step's reference adds or changes (from its patch)."""
-        names = []
-        for line in patch_path(self.number).read_text().splitlines():
-            if line.startswith("+++ b/"):
-                names.append(line[len("+++ b/"):])
-        return names
+        return patched_files(self.number)
+
+    @property
+    def path(self):
+        return ROOT / self.module
+
+
+@cache
+def _load(path):
+    with open(path, "rb") as handle:
+        table = tomllib.load(handle)
+    if table.get("format") != FORMAT:
+        raise ValueError(f"{path}: format = {table.get('format')!r}, this harness reads format = {FORMAT}")
+    steps = [Step(s["number"], s["module"], s["points"], s["title"], s["hints"]) for s in table["step"]]
+    steps.sort(key=lambda step: step.number)
+    if [step.number for step in steps] != list(range(1, len(steps) + 1)):
+        raise ValueError(f"{path}: the steps must be numbered 1, 2, 3, ... without gaps")
+    return tuple(steps)
 
 
 def load_steps(path=STEPS_FILE):
-    with open(path, "rb") as handle:
-        table = tomllib.load(handle)
-    steps = [Step(s["number"], s["module"], s["points"], s["title"], s["hints"]) for s in table["step"]]
-    return sorted(steps, key=lambda step: step.number)
+    return list(_load(Path(path)))
+
+
+def last_step():
+    """The number of the last step (the full reference)."""
+    return len(_load(STEPS_FILE))
+
+
+def modules():
+    """Every lab module, in step order (labs/test_step1.py, ...)."""
+    return [step.module for step in load_steps()]
 
 
 def step_for_module(path):

@@ -12,9 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-from . import docker_cleanup, docker_image
-from .i18n import say
-from .redis import START_TIMEOUT, RedisService, RedisUnavailable, _db_url, _wait_for_ping
+from ....i18n import say
+from ..base import START_TIMEOUT, RedisService, RedisUnavailable, db_url, wait_for_ping
+from . import cleanup as docker_cleanup
+from . import image as docker_image
 
 ENGINE_TIMEOUT = 3  # seconds; an engine that does not answer a ping by then is not there
 API_TIMEOUT = 30  # seconds for one engine call (create, start, remove) on a busy machine
@@ -137,8 +138,8 @@ class DockerRedis(RedisService):
                                        f"Redis コンテナ ({self.image.name}) が起動しませんでした: {reason}")) from None
         base = f"redis://127.0.0.1:{self.port}"
         # Two databases, as in the original hands-on: the queue in 1, results in 0.
-        self.broker_url, self.result_backend_url = _db_url(base, 1), _db_url(base, 0)
-        error = _wait_for_ping(self.broker_url, START_TIMEOUT)
+        self.broker_url, self.result_backend_url = db_url(base, 1), db_url(base, 0)
+        error = wait_for_ping(self.broker_url, START_TIMEOUT)
         if error is not None:
             self.stop()
             raise RedisUnavailable(say(

@@ -1,6 +1,6 @@
 """`make hint STEP=n`: the hints of step n, one more each time you ask (ALL=1: all of them).
 
-    python -m labs.harness.hints [N] [--all]
+    python -m labs.harness.tools.hints [N] [--all]
 
 Without N it is the step to do next (as `make status` shows). How many hints of
 each step you have seen is kept in .lab/hints.json, so the next call goes on
@@ -13,11 +13,11 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.text import Text
 
-from . import progress
-from .i18n import say
-from .state import read_json, write_json
+from ..i18n import say
+from ..plugin import progress
+from ..state import read_json, write_json
+from ..steps import load_steps
 from .status import find_step, next_step
-from .steps import load_steps
 
 SEEN = "hints.json"
 

@@ -1,6 +1,6 @@
 """`make watch STEP=n`: check step n again every time you save a file under handson/.
 
-    python -m labs.harness.watch [N] [pytest options...]
+    python -m labs.harness.tools.watch [N] [pytest options...]
 
 Every run is a new `pytest labs/test_stepN.py` process, which starts a fresh
 Celery worker and Django server: what runs is the code you just saved. The
@@ -26,11 +26,11 @@ from pathlib import Path
 import watchfiles
 from rich.console import Console
 
-from . import progress
-from .i18n import say
-from .solutions import ROOT
+from ..i18n import say
+from ..paths import ROOT
+from ..plugin import progress
+from ..steps import load_steps
 from .status import find_step, next_step
-from .steps import load_steps
 
 
 def _watch_files(path, events, stop, ready, poll):

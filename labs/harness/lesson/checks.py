@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from .i18n import say
+from ..i18n import say
+from .advice import BROKER_SETTING
 from .waiting import wait_for
 
 HELLO = "handson.tasks.hello"
@@ -70,9 +71,9 @@ def send_hello_and_see_it_received(web, celery_worker):
     ))
     require(received, say(
         "The worker received no task after Step2. TaskStep2.post must call hello.delay(\"hello world\"), and "
-        "handson/settings.py must send tasks to the lab's Redis: CELERY_BROKER_URL = HANDSON_BROKER_URL.",
+        "handson/settings.py must send tasks to the lab's Redis: " + BROKER_SETTING + ".",
         "Step2 の後、ワーカーはタスクを受け取りませんでした。TaskStep2.post で hello.delay(\"hello world\") を呼び、"
-        "handson/settings.py でラボの Redis に送るようにしてください: CELERY_BROKER_URL = HANDSON_BROKER_URL。",
+        "handson/settings.py でラボの Redis に送るようにしてください: " + BROKER_SETTING + "。",
     ))
     return mark, received[0]
 
@@ -120,3 +121,8 @@ def succeeded_seconds(log, task_id):
     """The run time the worker logged for a task that succeeded, or None."""
     match = re.search(rf"Task {re.escape(HELLO)}\[{re.escape(task_id)}\] succeeded in ([0-9.]+)s", log)
     return float(match.group(1)) if match else None
+
+
+def tasks_on_page(html):
+    """(task id, state) for each row of the task table on /handson."""
+    return re.findall(r'class="task" data-id="([^"]+)" data-state="([^"]+)"', html)

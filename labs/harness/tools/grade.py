@@ -1,6 +1,6 @@
 """`make grade`: every step's lab, scored, as GitHub Classroom reads it.
 
-    python -m labs.harness.grade [--timeout S] [--out DIR] [pytest options, e.g. --solution]
+    python -m labs.harness.tools.grade [--timeout S] [--out DIR] [pytest options, e.g. --solution]
 
 Each step's module runs in a pytest process of its own, with a time limit, and
 the outcome is written to grade.json in the Classroom result format
@@ -23,10 +23,10 @@ import os
 import sys
 from pathlib import Path
 
-from .i18n import say
-from .runner import run_labs
-from .solutions import ROOT
-from .steps import load_steps
+from ..i18n import say
+from ..paths import ROOT
+from ..runner import run_labs
+from ..steps import load_steps
 
 MESSAGE_LIMIT = 2000  # characters per step: enough for the first failures, short enough to read
 

@@ -12,9 +12,9 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from . import progress
-from .i18n import say
-from .steps import load_steps
+from ..i18n import say
+from ..plugin import progress
+from ..steps import load_steps
 
 
 def next_step(steps, record):

@@ -20,8 +20,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .i18n import say
-from .redis import RedisUnavailable, embedded_redis_binary
+from ....i18n import say
+from ..base import RedisUnavailable
+from ..embedded import embedded_redis_binary
 
 DEFAULT_IMAGE = "redis:7.4-alpine"
 BUILT_REPOSITORY = "celery-handson/redis-embedded"

@@ -14,12 +14,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from .app_env import app_env
-from .i18n import say
-from .redis import RedisUnavailable, choose_redis
-from .solutions import LAST_STEP, ROOT, materialize
-from .web import DjangoServer
-from .worker import CeleryWorker
+from ..i18n import say
+from ..lesson.advice import explain
+from ..paths import ROOT
+from ..reference import materialize
+from ..services.redis import RedisUnavailable, choose_redis
+from ..services.stack import Stack
+from ..steps import last_step
 
 DEFAULT_SLEEP = "10"  # as in the original hands-on
 
@@ -76,30 +77,28 @@ def main(argv=None):
     args = parser.parse_args(argv)
     port, sleep = _port(), _sleep()
     run_dir = Path(tempfile.mkdtemp(prefix="celery-handson-run-"))
-    workspace = materialize(LAST_STEP, run_dir / "reference") if args.solution else ROOT
+    workspace = materialize(last_step(), run_dir / "reference") if args.solution else ROOT
+    stack = None
     try:
         redis, _ = choose_redis(os.environ.get("HANDSON_REDIS", "local"), run_dir)
-        redis.start()
+        stack = Stack(workspace, redis, sleep, run_dir, web_port=port).start()
     except RedisUnavailable as problem:
+        shutil.rmtree(run_dir, ignore_errors=True)
         sys.exit(str(problem))
-    env = app_env(workspace, redis, sleep)
-    worker = web = None
-    follower = LogFollower({"redis": run_dir / "redis.log", "worker": run_dir / "worker.log",
-                            "web": run_dir / "web.log"})
+    follower = LogFollower(stack.log_files())
     try:
-        worker = CeleryWorker(workspace, redis, env, run_dir).start()
-        web = DjangoServer(workspace, env, run_dir, port=port).start()
         follower.print_new()
-        if worker.problem:
-            print(say("\nThe worker is not running (fine for step 1, needed from step 2 on):\n",
-                      "\nワーカーは起動していません (ステップ 1 では問題なし、ステップ 2 から必要):\n")
-                  + worker.problem.split("\n\n")[0])
-        if web.problem:
-            sys.exit(web.problem)
-        print(say(f"\n  Open {web.url}/handson  (HANDSON_SLEEP={sleep} s; Ctrl-C stops everything)\n",
-                  f"\n  {web.url}/handson を開いてください (HANDSON_SLEEP={sleep} 秒、Ctrl-C ですべて停止)\n"),
+        for worker in stack.workers:
+            if worker.problem:
+                print(say("\nThe worker is not running (fine for step 1, needed from step 2 on):\n",
+                          "\nワーカーは起動していません (ステップ 1 では問題なし、ステップ 2 から必要):\n")
+                      + explain(worker.problem, with_log=False))
+        if stack.web.problem:
+            sys.exit(explain(stack.web.problem))
+        print(say(f"\n  Open {stack.web.url}/handson  (HANDSON_SLEEP={sleep} s; Ctrl-C stops everything)\n",
+                  f"\n  {stack.web.url}/handson を開いてください (HANDSON_SLEEP={sleep} 秒、Ctrl-C ですべて停止)\n"),
               flush=True)
-        while web.process.running():
+        while stack.web.process.running():
             follower.print_new()
             time.sleep(0.2)  # a tail -f refresh, not a wait on a condition
         follower.print_new()
@@ -108,9 +107,7 @@ def main(argv=None):
         print(say("\nStopping the web server, the worker and Redis...", "\nWeb サーバー、ワーカー、Redis を停止します..."))
         return 0
     finally:
-        for service in (web, worker, redis):
-            if service is not None:
-                service.stop()
+        stack.stop()
         shutil.rmtree(run_dir, ignore_errors=True)
 
 

@@ -22,7 +22,7 @@ import uuid
 
 import psutil
 
-from .solutions import ROOT
+from ....paths import ROOT
 
 RUN = "celery-handson.run"
 HOST = "celery-handson.owner-host"
@@ -86,7 +86,7 @@ class Watchdog:
         if docker_host:
             env["DOCKER_HOST"] = docker_host  # the engine the run uses, even if it came from a docker context
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "labs.harness.docker_cleanup", run_id],
+            [sys.executable, "-m", "labs.harness.services.redis.docker.cleanup", run_id],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             cwd=ROOT, env=env,
             # Its own session: Ctrl-C in the terminal and a kill of pytest's

@@ -6,8 +6,8 @@ is stored as passed or failed, with how long it took and when, in the .lab/
 beside that handson/. Runs on the reference (--solution, --reference N) are not
 the learner's work and leave the record alone.
 
-    python -m labs.harness.progress            print the record
-    python -m labs.harness.progress --forget   start again from nothing
+    python -m labs.harness.plugin.progress            print the record
+    python -m labs.harness.plugin.progress --forget   start again from nothing
 """
 import json
 import sys
@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from .i18n import say
-from .solutions import ROOT
-from .state import lab_dir, read_json, write_json
-from .steps import load_steps
+from ..i18n import say
+from ..paths import ROOT
+from ..state import lab_dir, read_json, write_json
+from ..steps import load_steps
 
 PROGRESS = "progress.json"
 
@@ -61,11 +61,19 @@ class _Recorder:
     def pytest_deselected(self, items):
         self.incomplete.update(filter(None, (self._step(item.nodeid) for item in items)))
 
-    def pytest_collection_finish(self, session):
-        for item in session.items:
-            step = self._step(item.nodeid)
+    def _select(self, nodeids):
+        for nodeid in nodeids:
+            step = self._step(nodeid)
             if step is not None:
-                self.selected.setdefault(step, set()).add(item.nodeid)
+                self.selected.setdefault(step, set()).add(nodeid)
+
+    def pytest_collection_finish(self, session):
+        self._select(item.nodeid for item in session.items)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node, ids):
+        # Under pytest-xdist the controller collects nothing itself: each worker tells it what it will run.
+        self._select(ids)
 
     def pytest_runtest_logreport(self, report):
         step = self._step(report.nodeid)
@@ -104,7 +112,10 @@ class _Recorder:
 
 
 def pytest_configure(config):
-    # The reference is not the learner's work: nothing to record.
+    # The reference is not the learner's work: nothing to record. Under pytest-xdist the
+    # controller records (it sees every report); its workers do not.
+    if hasattr(config, "workerinput"):
+        return
     if config.getoption("solution", default=False) or config.getoption("reference", default=None) is not None:
         return
     workspace = config.getoption("workspace", default=None)

@@ -1,6 +1,6 @@
 """`make reset` / `make reset STEP=n`: put handson/ back to the starter, or step n back to its start.
 
-    python -m labs.harness.reset [N] [--yes] [--root DIR]
+    python -m labs.harness.tools.reset [N] [--yes] [--root DIR]
 
 Without N: all of handson/ back to the starter (files you added are removed).
 With N: only the files step N's reference adds or changes (labs/solutions/stepN.patch),
@@ -18,12 +18,13 @@ from pathlib import Path
 
 from rich.console import Console
 
-from .i18n import say
-from .progress import forget_steps
-from .solutions import ROOT, materialize
-from .state import lab_dir
+from ..i18n import say
+from ..paths import ROOT
+from ..plugin.progress import forget_steps
+from ..reference import materialize
+from ..state import lab_dir
+from ..steps import load_steps
 from .status import find_step
-from .steps import load_steps
 
 
 def _files(folder):

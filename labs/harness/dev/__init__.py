@@ -1,0 +1,1 @@
+"""Maintainers' commands: the benchmark and the reference chain's export/record."""

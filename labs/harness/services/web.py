@@ -1,0 +1,128 @@
+"""The hands-on's Django server, single-threaded as in the original, and a client for it.
+
+`runserver --nothreading --noreload` serves one request at a time in one
+process: exactly what step 1 is about. The client speaks to it like a browser:
+it keeps cookies, sends the CSRF token with every POST, and times each answer.
+"""
+import re
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from ..tracebacks import headline
+from .causes import Cause, ServiceProblem
+from .processes import ServiceProcess, free_port
+
+READY_TIMEOUT = 30  # seconds
+
+
+class DjangoServer:
+    def __init__(self, workspace, env, log_dir, port=None):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        argv = [sys.executable, "-m", "django", "runserver", "--nothreading", "--noreload",
+                f"127.0.0.1:{self.port}"]
+        self.process = ServiceProcess("web", argv, env=env, cwd=Path(workspace),
+                                      log_path=Path(log_dir) / "web.log")
+        self.problem = None
+
+    def launch(self):
+        self.process.start()
+        return self
+
+    def wait_ready(self):
+        if not self.process.wait_until(self._answers, timeout=READY_TIMEOUT, interval=0.05):
+            stopped = not self.process.running()
+            self.problem = Cause("web", "crashed_on_start" if stopped else "not_ready",
+                                 {"headline": headline(self.process.log_text()), "seconds": READY_TIMEOUT},
+                                 self.process.log_tail())
+        return self
+
+    def start(self):
+        return self.launch().wait_ready()
+
+    def stop(self):
+        self.process.stop(grace=3.0)
+
+    def _answers(self):
+        try:
+            requests.get(self.url + "/handson", timeout=2)
+            return True
+        except requests.RequestException:
+            return False
+
+    def require_running(self):
+        if self.problem is None and not self.process.running():
+            self.problem = Cause("web", "stopped", {}, self.process.log_tail())
+        if self.problem:
+            raise ServiceProblem(self.problem)
+        return self
+
+    def client(self):
+        return WebClient(self)
+
+
+class Answer:
+    """One HTTP answer and how long it took."""
+
+    def __init__(self, response, seconds):
+        self.response, self.seconds = response, seconds
+        self.status, self.text = response.status_code, response.text
+        self.location = response.headers.get("Location", "")
+
+    def json(self):
+        return self.response.json()
+
+
+class WebClient:
+    """A browser-like client: cookies, CSRF token on POST, timing. An answer the app could not
+    give (no answer, a 5xx) raises ServiceProblem with what the server's log says."""
+
+    def __init__(self, server, timeout=60):
+        self.server, self.timeout = server, timeout
+        self.session = requests.Session()
+
+    def get(self, path):
+        return self._send("GET", path)
+
+    def post(self, path):
+        """POST like the page's forms do, with the CSRF token from the page's cookie."""
+        if "csrftoken" not in self.session.cookies:
+            self.get("/handson")
+        token = self.session.cookies.get("csrftoken", "")
+        return self._send("POST", path, data={"csrfmiddlewaretoken": token},
+                          headers={"Referer": self.server.url + "/handson"})
+
+    def _send(self, method, path, **kwargs):
+        self.server.require_running()
+        process = self.server.process
+        log_mark = process.log_size()
+        started = time.monotonic()
+        try:
+            response = self.session.request(method, self.server.url + path, allow_redirects=False,
+                                            timeout=self.timeout, **kwargs)
+        except requests.RequestException as problem:
+            raise ServiceProblem(Cause("web", "no_answer", {"method": method, "path": path, "error": str(problem)},
+                                       process.log_tail())) from None
+        answer = Answer(response, time.monotonic() - started)
+        if answer.status >= 500:
+            log = process.log_text(log_mark)
+            raise ServiceProblem(Cause("web", "server_error", {
+                "method": method, "path": path, "status": answer.status, "headline": headline(log),
+                "body": answer.text[:300], "seen": seen_in_log(log + answer.text),
+            }, "\n".join(log.splitlines()[-40:])))
+        return answer
+
+
+def seen_in_log(log):
+    """What a failed request's log shows that its traceback alone does not explain:
+    ("redis_refused", "host:port"), ("default_amqp", "") or None."""
+    refused = re.search(r"Error \d+ connecting to ([\w.\-]+:\d+)", log)
+    if refused:
+        return ("redis_refused", refused.group(1))
+    if "/amqp/" in log or "amqp://" in log:
+        # Django sent the task with Celery's default app, whose broker is amqp://localhost.
+        return ("default_amqp", "")
+    return None

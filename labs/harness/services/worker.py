@@ -1,0 +1,147 @@
+"""A real `celery -A handson worker` process (prefork pool by default) and its log.
+
+What the worker runs is declared with a ``WorkerSpec`` (a step asks for its
+workers in its module, see services/stack.py). By default it is started the way
+the original hands-on starts it, with one pool process, and without the start-up
+chatter with other workers (mingle, gossip) that only slows a lone worker down.
+A worker that cannot start because of the learner's code does not raise here: it
+keeps what it saw in ``problem`` (a Cause), and a test that needs the worker
+fails with it (``require_running``).
+"""
+import re
+import signal
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from ..tracebacks import headline
+from .causes import Cause, ServiceProblem
+from .processes import ServiceProcess
+
+READY_TIMEOUT = 30  # seconds; a cold start takes about 1-2 s, a busy machine more
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """One `celery worker` node a step needs. Frozen, so equal declarations share a stack."""
+
+    node: str = "default"  # the node name's first part: "<node>-<random>@<host>"
+    concurrency: int = 1
+    pool: str = "prefork"  # prefork is the pool that can terminate a task and enforce time limits
+    queues: tuple = ()  # -Q: empty means Celery's default queue
+    events: bool = False  # -E: send task events (Flower, `celery events`)
+    beat: bool = False  # -B: run the beat scheduler inside this worker
+    options: tuple = ()  # any other command-line options, e.g. ("--prefetch-multiplier=1",)
+
+    def argv(self, node_name):
+        argv = [sys.executable, "-m", "celery", "-A", "handson", "worker", f"--pool={self.pool}",
+                f"--concurrency={self.concurrency}", "--loglevel=INFO", "--without-mingle",
+                "--without-gossip", "-n", node_name]
+        if self.queues:
+            argv += ["-Q", ",".join(self.queues)]
+        if self.events:
+            argv.append("-E")
+        if self.beat:
+            argv.append("-B")
+        return argv + list(self.options)
+
+
+class CeleryWorker:
+    def __init__(self, workspace, redis, env, log_dir, spec=WorkerSpec()):
+        self.workspace, self.redis, self.env, self.spec = Path(workspace), redis, env, spec
+        self.node = f"{spec.node}-{uuid.uuid4().hex[:6]}@%h"
+        self.process = ServiceProcess(f"worker {spec.node}", spec.argv(self.node), env=env, cwd=self.workspace,
+                                      log_path=Path(log_dir) / f"worker-{spec.node}.log")
+        self.problem = None
+
+    # -- start and stop ----------------------------------------------------------
+    def launch(self):
+        """Start the process without waiting (the stack starts its services side by side)."""
+        self.process.start()
+        return self
+
+    def wait_ready(self):
+        ready = self.process.wait_until(self._ready_or_stuck, timeout=READY_TIMEOUT, interval=0.02)
+        self.problem = self._diagnose(ready)
+        return self
+
+    def start(self):
+        return self.launch().wait_ready()
+
+    def stop(self):
+        # SIGQUIT is Celery's cold shutdown: it does not wait for a running task.
+        self.process.stop(first_signal=signal.SIGQUIT, grace=5.0)
+
+    def _ready_or_stuck(self):
+        log = self.log()
+        return " ready." in log or "Cannot connect to" in log
+
+    def _cause(self, what, **detail):
+        return Cause("worker", what, detail, self.process.log_tail())
+
+    def _diagnose(self, ready):
+        log = self.log()
+        if "Unable to load celery application" in log:
+            return self._cause("no_celery_app")
+        if "Cannot connect to" in log:
+            return self._cause("broker_unreachable", expected=self.redis.broker_url)
+        if not ready:
+            stopped = not self.process.running()
+            return self._cause("crashed_on_start" if stopped else "not_ready",
+                               headline=headline(log), seconds=READY_TIMEOUT)
+        transport = self.banner("transport") or ""
+        if address(transport) != address(self.redis.broker_url):
+            return self._cause("wrong_broker", transport=transport, expected=self.redis.broker_url)
+        return None
+
+    # -- what tests use ----------------------------------------------------------
+    def require_running(self):
+        """Raise ServiceProblem (the test fails with its advice) unless the worker is up."""
+        if self.problem is None and not self.process.running():
+            self.problem = self._cause("stopped")
+        if self.problem:
+            raise ServiceProblem(self.problem)
+        return self
+
+    def log(self, since=0):
+        """The worker's log, from byte offset ``since`` (see ``mark``)."""
+        return self.process.log_text(since)
+
+    def mark(self):
+        """An offset into the log: ``log(since=mark)`` shows only what came after."""
+        return self.process.log_size()
+
+    def log_tail(self, lines=40):
+        return self.process.log_tail(lines)
+
+    def banner(self, field):
+        """A value from the start-up banner, e.g. banner("transport") or banner("results")."""
+        match = re.search(rf"\.> {field}:\s+(\S+)", self.log())
+        return match.group(1) if match else None
+
+    def registered_tasks(self):
+        """Task names listed under [tasks] in the start-up banner."""
+        block = self.log().split("[tasks]", 1)
+        if len(block) < 2:
+            return []
+        return re.findall(r"^\s+\. (\S+)", block[1].split("\n\n", 1)[0], flags=re.M)
+
+    def hostname(self):
+        """The node name the worker reports (``%h`` replaced), from its banner."""
+        match = re.search(r"^ \S*\s*(\S+@\S+) v\d", self.log(), flags=re.M)
+        return match.group(1) if match else None
+
+    def pool_pids(self):
+        try:
+            return [child.pid for child in psutil.Process(self.process.pid).children()]
+        except psutil.Error:
+            return []
+
+
+def address(url):
+    """host:port/db of a redis:// URL, without the credentials Celery masks as ':**@' in its banner."""
+    rest = url.split("://", 1)[-1].rsplit("@", 1)[-1]
+    return rest if "/" in rest else rest + "/0"
