@@ -106,7 +106,7 @@ class ServiceProcess:
                 proc.kill()
             except psutil.Error:
                 pass
-        psutil.wait_procs(group, timeout=grace)
+        _wait_until_dead(group, timeout=grace)
         try:
             self.popen.wait(timeout=grace)
         except subprocess.TimeoutExpired:
@@ -123,6 +123,23 @@ class ServiceProcess:
             except (ProcessLookupError, psutil.Error, OSError):
                 pass
         return members
+
+
+def _dead(proc):
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False
+
+
+def _wait_until_dead(procs, timeout):
+    # A zombie counts as dead: the pool processes of a killed worker are reparented to init,
+    # which may take a second or more to reap them (psutil.wait_procs would wait for that).
+    deadline = time.monotonic() + timeout
+    while not all(_dead(proc) for proc in procs) and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 @atexit.register
