@@ -75,11 +75,46 @@ import re
 import pytest
 
 from labs.harness.i18n import say
-from labs.harness.lesson.checks import HELLO, press_step2, send_hello_and_see_it_received, succeeded_seconds
+from labs.harness.lesson.advice import APP_IMPORT
+from labs.harness.lesson.checks import (
+    HELLO,
+    package_exports,
+    press_step2,
+    send_hello_and_see_it_received,
+    succeeded_seconds,
+)
 from labs.harness.lesson.waiting import wait_for
 
 pytestmark = pytest.mark.lab
 ANSWER_AT_ONCE = 0.5  # seconds: sending a message to Redis takes milliseconds
+
+
+def test_the_package_hands_django_and_celery_the_app(lab_stack):
+    """`from handson import *` works and gives `celery_app`: Django loads the Celery app through
+    handson/__init__.py, and `celery -A handson` finds it there."""
+    exports = package_exports(lab_stack.workspace, lab_stack.env)
+
+    assert exports["error"] is None, say(
+        f"`from handson import *` fails: {exports['error']}. "
+        + (f"handson/__init__.py lists {exports['all']} in __all__, a name it does not define: "
+           "write __all__ = (\"celery_app\",)." if exports["all"] else "Look at handson/__init__.py."),
+        f"`from handson import *` が失敗します: {exports['error']}。"
+        + (f"handson/__init__.py の __all__ に定義されていない名前 {exports['all']} があります。"
+           "__all__ = (\"celery_app\",) と書いてください。" if exports["all"] else "handson/__init__.py を確認してください。"),
+    )
+    assert exports["celery_app"] == "celery.app.base.Celery", say(
+        f"handson has no Celery app named celery_app (found {exports['celery_app']!r}): in handson/__init__.py "
+        f"write `{APP_IMPORT}` and __all__ = (\"celery_app\",), so Django loads the app when it starts.",
+        f"handson に celery_app という Celery アプリがありません (見つかったもの: {exports['celery_app']!r})。"
+        f"handson/__init__.py に `{APP_IMPORT}` と __all__ = (\"celery_app\",) を書き、Django の起動時に"
+        "アプリが読み込まれるようにしてください。",
+    )
+    assert "celery_app" in exports["star"], say(
+        f"`from handson import *` does not give celery_app (it gives {exports['star']}): "
+        "write __all__ = (\"celery_app\",) in handson/__init__.py.",
+        f"`from handson import *` で celery_app が得られません ({exports['star']})。"
+        "handson/__init__.py に __all__ = (\"celery_app\",) と書いてください。",
+    )
 
 
 def test_step2_button_answers_at_once(web, sleep_seconds):
@@ -172,5 +207,3 @@ def test_the_page_answers_while_the_task_runs(web, celery_worker, result_backend
         "ページの応答時にはタスクが終わっていたため、この実行では確認できません。ステップを再実行するか "
         "(マシンが非常に混んでいる可能性)、HANDSON_SLEEP を大きくしてください。",
     )
-    # Let the task end here, so that the next test starts with an idle worker.
-    wait_for(lambda: succeeded_seconds(celery_worker.log(mark), task_id), timeout=sleep_seconds + 20)

@@ -56,6 +56,8 @@ import pytest
 
 from labs.harness.i18n import say
 from labs.harness.lesson.checks import (
+    STOP_ALL_TASKS,
+    find_button,
     press_stop_all_tasks,
     printed_hello_world,
     send_hello_and_see_it_received,
@@ -85,6 +87,7 @@ def test_stop_all_tasks_revokes_the_running_and_the_queued_task(web, celery_work
     """StopAllTasks turns a running and a queued task REVOKED within 2 s; neither prints "hello world";
     the worker stays up and runs the next task."""
     celery_worker.require_running()
+    find_button(web, *STOP_ALL_TASKS)  # before any task is sent: a missing view fails at once
     mark = celery_worker.mark()
     running, queued = send_hello_tasks(web, count=2)
     _wait_until_running(result_backend, running)

@@ -2,11 +2,15 @@
 
 Every assertion here teaches: it names the file to edit and the idea missing.
 """
+import json
 import re
+import subprocess
+import sys
 
 import pytest
 
 from ..i18n import say
+from . import foundations
 from .advice import BROKER_SETTING
 from .waiting import wait_for
 
@@ -26,16 +30,24 @@ def _button_form(html, label):
     return match.group(1) if match else None
 
 
-def press(web, label, view, route_name, path):
-    """Press a button on /handson like the browser: find its form on the page, POST it, insist on the redirect."""
+def find_button(web, label, view, route_name, path):
+    """The action of the ``label`` button on /handson; fails (and marks the route missing for the
+    module's later tests) while the button is greyed out."""
     route = f'path("{path.lstrip("/")}", views.{view}.as_view(), name="{route_name}")'
+    foundations.check(f"route {route_name}")
     action = _button_form(web.get("/handson").text, label)
-    require(action, say(
+    foundations.require(f"route {route_name}", action, say(
         f"The {label} button on /handson is greyed out: handson/urls.py has no route named {route_name!r} yet. "
         f"Add {route} and write the {view} view in handson/views.py.",
         f"/handson の {label} ボタンが無効 (灰色) です。handson/urls.py に名前 {route_name!r} の URL がまだありません。"
         f"{route} を追加し、handson/views.py に {view} ビューを書いてください。",
     ))
+    return action
+
+
+def press(web, label, view, route_name, path):
+    """Press a button on /handson like the browser: find its form on the page, POST it, insist on the redirect."""
+    action = find_button(web, label, view, route_name, path)
     answer = web.post(action)
     require(answer.status != 405, say(
         f"POST {action} answered 405: {view} in handson/views.py needs a `def post(self, request, *args, **kwargs)` method.",
@@ -50,25 +62,40 @@ def press(web, label, view, route_name, path):
     return answer
 
 
+STEP2 = ("Step2", "TaskStep2", "task_step2", "/handson/task_step2")
+STOP_ALL_TASKS = ("StopAllTasks", "TaskStep4", "task_step4", "/handson/task_step4")
+HELLO_IN_THE_REQUEST = say(
+    "hello ran inside the web server (its log printed \"hello world\"), not in the worker: call "
+    "hello.delay(\"hello world\") in TaskStep2.post, not hello(\"hello world\").",
+    "hello がワーカーではなく Web サーバーの中で実行されました (サーバーのログに \"hello world\")。"
+    "TaskStep2.post では hello(\"hello world\") ではなく hello.delay(\"hello world\") を呼んでください。",
+)
+
+
+def printed_in_web_server(web, since):
+    """Whether the web server's log printed "hello world" after byte offset ``since``."""
+    return "hello world" in web.server.process.log_text(since)
+
+
 def press_step2(web):
-    return press(web, "Step2", "TaskStep2", "task_step2", "/handson/task_step2")
+    """Press Step2; fail at once (for this module's later tests too) when hello ran in the request."""
+    foundations.check("delay")
+    web_mark = web.server.process.log_size()
+    answer = press(web, *STEP2)
+    foundations.require("delay", not printed_in_web_server(web, web_mark), HELLO_IN_THE_REQUEST)
+    return answer
 
 
 def press_stop_all_tasks(web):
-    return press(web, "StopAllTasks", "TaskStep4", "task_step4", "/handson/task_step4")
+    return press(web, *STOP_ALL_TASKS)
 
 
 def send_hello_and_see_it_received(web, celery_worker):
-    """Press Step2 and wait for the worker's log to say it received the task: (log mark, task id)."""
-    mark, web_mark = celery_worker.mark(), web.server.process.log_size()
+    """Press Step2 and wait for the worker's log to say it received the task: (log mark, task id).
+    (A hello that ran in the request fails in press_step2 already: no waiting for a task that never comes.)"""
+    mark = celery_worker.mark()
     press_step2(web)
     received = wait_for(lambda: received_ids(celery_worker.log(mark)), timeout=10)
-    require(received or "hello world" not in web.server.process.log_text(web_mark), say(
-        "hello ran inside the web server (its log printed \"hello world\"), not in the worker: call "
-        "hello.delay(\"hello world\") in TaskStep2.post, not hello(\"hello world\").",
-        "hello がワーカーではなく Web サーバーの中で実行されました (サーバーのログに \"hello world\")。"
-        "TaskStep2.post では hello(\"hello world\") ではなく hello.delay(\"hello world\") を呼んでください。",
-    ))
     require(received, say(
         "The worker received no task after Step2. TaskStep2.post must call hello.delay(\"hello world\"), and "
         "handson/settings.py must send tasks to the lab's Redis: " + BROKER_SETTING + ".",
@@ -126,3 +153,33 @@ def succeeded_seconds(log, task_id):
 def tasks_on_page(html):
     """(task id, state) for each row of the task table on /handson."""
     return re.findall(r'class="task" data-id="([^"]+)" data-state="([^"]+)"', html)
+
+
+_EXPORTS = """
+import json
+report = {"all": None, "error": None, "celery_app": None, "star": []}
+try:
+    import handson
+    declared = getattr(handson, "__all__", None)
+    report["all"] = list(declared) if declared is not None else None
+    app = getattr(handson, "celery_app", None)
+    report["celery_app"] = type(app).__module__ + "." + type(app).__name__ if app is not None else None
+    namespace = {}
+    exec("from handson import *", namespace)
+    report["star"] = sorted(name for name in namespace if not name.startswith("__"))
+except Exception as error:
+    report["error"] = f"{type(error).__name__}: {error}"
+print(json.dumps(report))
+"""
+
+
+def package_exports(workspace, env):
+    """What `import handson` and `from handson import *` give, learned in a child process (the
+    learner's code is never imported into the test process): {"all", "error", "celery_app", "star"}."""
+    done = subprocess.run([sys.executable, "-c", _EXPORTS], cwd=workspace, env=env, capture_output=True,
+                          text=True, timeout=60)
+    lines = done.stdout.strip().splitlines()
+    if not lines:
+        return {"all": None, "error": done.stderr.strip().splitlines()[-1:] or ["no output"], "celery_app": None,
+                "star": []}
+    return json.loads(lines[-1])

@@ -14,12 +14,16 @@ import pytest
 
 from ..i18n import say
 from ..lesson.advice import explain
+from ..lesson.waiting import wait_for
 from ..reference import materialize
 from ..services.backend import BrokerControl, ResultBackend
 from ..services.causes import ServiceProblem
 from ..services.redis import RedisUnavailable
 from ..services.stack import Stack, StackSpec
 from .options import LAB
+
+SETTLE_TIMEOUT = 10  # seconds for a revoked task to be terminated or discarded: it takes milliseconds
+_shown = pytest.StashKey[dict]()  # what a run has already printed in full: key -> the test that did
 
 
 class StackKeeper:
@@ -45,6 +49,12 @@ class StackKeeper:
             self.current = None
 
 
+def _first_time(config, key, nodeid):
+    """None the first time ``key`` is shown in this run, else the test that showed it."""
+    shown = config.stash.setdefault(_shown, {})
+    return shown.get(key) if shown.setdefault(key, nodeid) != nodeid else None
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     report = yield
@@ -53,8 +63,15 @@ def pytest_runtest_makereport(item, call):
         return report
     lab.failed = True
     if call.excinfo is not None and call.excinfo.errisinstance(ServiceProblem):
-        # A service could not serve the test: say why and what to edit, not where the harness noticed.
-        report.longrepr = explain(call.excinfo.value.cause)
+        # A service could not serve the test: say why and what to edit, not where the harness
+        # noticed. Its log once per run; later failures for the same cause point there.
+        cause = call.excinfo.value.cause
+        key = (cause.service, cause.what, str(sorted(cause.detail.items())))
+        first = _first_time(item.config, key, item.nodeid)
+        report.longrepr = explain(cause, with_log=first is None)
+        if first is not None:
+            report.longrepr += say(f"\n(The same cause as in {first}: its log is shown there.)",
+                                   f"\n({first} と同じ原因です。ログはそちらに表示されています。)")
         return report
     if call.excinfo is not None and call.excinfo.errisinstance(AssertionError) and item.get_closest_marker("lab"):
         # A lesson's assertion: its message is the lesson, pytest's introspection
@@ -64,15 +81,29 @@ def pytest_runtest_makereport(item, call):
         where = f"{item.path.name}:{entry.lineno + 1}" if entry is not None else item.nodeid
         if message:
             report.longrepr = f"{where}\n{message}"
-    # A service's own words, printed under the failure when they hold an error that
-    # the failure does not quote already.
+    # A service's own words, printed under the first failure that needs them when they hold
+    # an error that the failure does not quote already.
     stack = item.funcargs.get("lab_stack") if hasattr(item, "funcargs") else None
     for service in stack.services() if stack is not None else ():
         if service.process.popen is not None:
             tail = service.process.log_tail(30)
-            if ("Traceback" in tail or "Error" in tail) and tail not in str(report.longrepr):
+            if ("Traceback" in tail or "Error" in tail) and tail not in str(report.longrepr) \
+                    and _first_time(item.config, ("log", tail), item.nodeid) is None:
                 report.sections.append((f"{service.process.name} log (last lines)", tail))
     return report
+
+
+def settle(stack, control):
+    """Bring the stack's workers back to idle with nothing queued: a test that failed half-way
+    (or a task still running from the last one) must not decide the next test's verdict."""
+    workers = [worker for worker in stack.workers if worker.problem is None and worker.process.running()]
+    if not workers:
+        return
+    control.purge({"celery", *(queue for worker in stack.workers for queue in worker.spec.queues)})
+    leftovers = [task_id for worker in workers for task_id in worker.unfinished_ids()]
+    if leftovers:
+        control.revoke(leftovers, terminate=True)
+        wait_for(lambda: not any(worker.unfinished_ids() for worker in workers), timeout=SETTLE_TIMEOUT)
 
 
 # -- the run's choices ---------------------------------------------------------------
@@ -152,6 +183,13 @@ def celery_worker(lab_stack):
 def django_server(lab_stack):
     """The app on `runserver --nothreading --noreload`: one process, one thread."""
     return lab_stack.web
+
+
+@pytest.fixture(autouse=True)
+def clean_slate(request):
+    """Every test that uses the stack starts with empty queues and idle workers."""
+    if "lab_stack" in request.fixturenames:
+        settle(request.getfixturevalue("lab_stack"), request.getfixturevalue("broker_control"))
 
 
 @pytest.fixture

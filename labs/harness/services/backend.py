@@ -32,10 +32,20 @@ class BrokerControl:
     """Remote control of the worker through the broker, as a Celery client would do it."""
 
     def __init__(self, redis):
+        self.redis = redis
         self.app = Celery("lab-control", broker=redis.broker_url, set_as_current=False)
 
-    def revoke(self, task_id, terminate=False):
-        self.app.control.revoke(task_id, terminate=terminate)
+    def revoke(self, task_ids, terminate=False):
+        """Revoke one id or a list of ids, in one broadcast."""
+        self.app.control.revoke(task_ids, terminate=terminate)
+
+    def purge(self, queues):
+        """Drop every message waiting in these queues (not those a worker has already reserved)."""
+        client = self.redis.client(self.redis.broker_url)
+        for queue in queues:
+            # Redis keeps a queue as a list named after it, priorities as "<queue>\x06\x16<n>".
+            client.delete(queue, *client.scan_iter(f"{queue}\x06\x16*"))
+        client.close()
 
     def close(self):
         self.app.close()

@@ -131,6 +131,19 @@ class CeleryWorker:
             return []
         return re.findall(r"^\s+\. (\S+)", block[1].split("\n\n", 1)[0], flags=re.M)
 
+    def unfinished_ids(self, since=0):
+        """Ids of tasks the log says this worker received and has not yet finished (succeeded,
+        raised, retried, terminated or discarded), in the order received."""
+        log = self.log(since)
+        open_count = {}
+        for task_id in _RECEIVED.findall(log):
+            open_count[task_id] = open_count.get(task_id, 0) + 1
+        for task_id in _ENDED.findall(log):
+            task_id = next(part for part in task_id if part)
+            if task_id in open_count:
+                open_count[task_id] -= 1
+        return [task_id for task_id, count in open_count.items() if count > 0]
+
     def hostname(self):
         """The node name the worker reports (``%h`` replaced), from its banner."""
         match = re.search(r"^ \S*\s*(\S+@\S+) v\d", self.log(), flags=re.M)
@@ -141,6 +154,11 @@ class CeleryWorker:
             return [child.pid for child in psutil.Process(self.process.pid).children()]
         except psutil.Error:
             return []
+
+
+_ID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_RECEIVED = re.compile(rf"Task [\w.]+\[({_ID})\] received")
+_ENDED = re.compile(rf"\[({_ID})\] (?:succeeded|raised|retry)|Terminating ({_ID})|Discarding revoked task: [\w.]+\[({_ID})\]")
 
 
 def address(url):
