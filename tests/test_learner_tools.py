@@ -351,3 +351,30 @@ def test_every_tool_prints_its_usage():
                                capture_output=True, text=True, timeout=60, check=False)
         assert shown.returncode in (0, 2) and "make" in shown.stdout + shown.stderr, name
 
+
+
+def test_status_names_every_column(tmp_path):
+    shown = tool("status", lab_dir=tmp_path / "lab")
+    header = next(line for line in shown.stdout.splitlines() if "Step" in line and "Result" in line)
+    assert "Next" in header and all(word in header for word in ("Tests", "Time", "When", "Points")), header
+
+
+def test_hint_says_so_when_every_step_passes(tmp_path):
+    steps = load_steps()
+    (tmp_path / "lab").mkdir()
+    (tmp_path / "lab" / "progress.json").write_text(json.dumps({"steps": {
+        str(step.number): {"status": "passed", "tests": 1, "passed": 1, "seconds": 1, "at": "now"} for step in steps}}))
+    shown = tool("hints", lab_dir=tmp_path / "lab")
+    assert shown.returncode == 0 and f"Every step passes ({len(steps)}/{len(steps)})" in shown.stdout, shown.stdout
+    assert "Hint 1/" not in shown.stdout
+
+
+def test_reset_of_a_later_step_says_what_each_file_goes_back_to(tmp_path):
+    last = load_steps()[-1]
+    workspace = materialize(last.number, tmp_path / "workspace")
+    for name in last.files():
+        (workspace / name).write_text("# mine\n")
+    shown = tool("reset", last.number, "--root", workspace, lab_dir=tmp_path / "lab", stdin="n\n")
+    rows = [line for line in shown.stdout.splitlines() if line.strip().startswith("handson/")]
+    assert rows and all(f"step-{last.number - 1} reference" in row for row in rows), shown.stdout
+    assert "starter" not in "\n".join(rows), shown.stdout

@@ -18,7 +18,7 @@ import pytest
 
 from ..i18n import say
 from ..paths import ROOT
-from ..services.redis import RedisUnavailable, choose_redis
+from ..services.redis import RedisUnavailable, choose_redis, wanted_kind
 from ..steps import last_step
 
 LAB_SLEEP = "1"  # seconds the slow work takes in the labs, unless HANDSON_SLEEP says otherwise
@@ -46,8 +46,9 @@ def pytest_addoption(parser):
                     help="run against the reference of step N (1 = the untouched starter, the last = --solution)")
     group.addoption("--workspace", metavar="DIR", default=None,
                     help="grade the handson/ inside DIR instead of this repository's (e.g. a learner's clone)")
-    group.addoption("--redis", default=os.environ.get("HANDSON_REDIS", "auto"), metavar="KIND",
-                    help="auto (default), local, docker, or a redis:// URL (also HANDSON_REDIS)")
+    group.addoption("--redis", default=wanted_kind(), metavar="KIND",
+                    help="local (default: the embedded redis-server, as `make run`), docker, auto (docker when an "
+                         "engine answers), or a redis:// URL (also HANDSON_REDIS)")
     group.addoption("--keep-logs", action="store_true",
                     help="keep the services' logs even when every test passes")
 

@@ -56,8 +56,14 @@ def main(argv):
     parser.add_argument("--all", action="store_true", help="every hint of the step at once")
     args = parser.parse_args(argv)
     steps = load_steps()
-    # Without a number: the step to do next, or the last one when all pass.
-    step = find_step(steps, args.step) if args.step else next_step(steps, progress.load()) or steps[-1]
+    # Without a number: the step to do next; when every step passes there is none to hint at.
+    if not args.step and next_step(steps, progress.load()) is None:
+        Console().print(say(f"Every step passes ({len(steps)}/{len(steps)}): no hint needed. "
+                            "`make hint STEP=n` shows a step's hints again.",
+                            f"すべてのステップに合格しています ({len(steps)}/{len(steps)})。ヒントは不要です。"
+                            "`make hint STEP=n` でステップのヒントをもう一度見られます。"))
+        return 0
+    step = find_step(steps, args.step) if args.step else next_step(steps, progress.load())
     if step is None:
         return 2
     show(step, args.all, Console())

@@ -101,9 +101,18 @@ def main(argv):
             console.print(say("These files already match the starter: nothing to do.",
                               "対象のファイルはすでにスターターと同じです。何もしません。"))
             return 0
-        words = {"restore": say("back to the starter", "スターターに戻す"),
-                 "create": say("create (it was missing)", "作成 (ありませんでした)"),
-                 "remove": say("remove (not in the starter)", "削除 (スターターにありません)")}
+        if step and step.number > 2:
+            base = step.number - 1
+            words = {"restore": say(f"back to the step-{base} reference (how step {step.number} begins)",
+                                    f"ステップ {base} の模範解答 (ステップ {step.number} の開始時) に戻す"),
+                     "create": say(f"create, as in the step-{base} reference (it was missing)",
+                                   f"ステップ {base} の模範解答のとおり作成 (ありませんでした)"),
+                     "remove": say(f"remove (not in the step-{base} reference)",
+                                   f"削除 (ステップ {base} の模範解答にありません)")}
+        else:
+            words = {"restore": say("back to the starter", "スターターに戻す"),
+                     "create": say("create (it was missing)", "作成 (ありませんでした)"),
+                     "remove": say("remove (not in the starter)", "削除 (スターターにありません)")}
         if step and step.number > 2:
             console.print(say(f"This puts these files of {args.root / 'handson'} back to how step {step.number} "
                               f"begins (the reference of step {step.number - 1}):",

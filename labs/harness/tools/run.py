@@ -18,7 +18,7 @@ from ..i18n import say
 from ..lesson.advice import explain
 from ..paths import ROOT
 from ..reference import materialize
-from ..services.redis import RedisUnavailable, choose_redis
+from ..services.redis import RedisUnavailable, choose_redis, wanted_kind
 from ..services.stack import Stack
 from ..steps import last_step
 
@@ -80,12 +80,14 @@ def main(argv=None):
     workspace = materialize(last_step(), run_dir / "reference") if args.solution else ROOT
     stack = None
     try:
-        redis, _ = choose_redis(os.environ.get("HANDSON_REDIS", "local"), run_dir)
+        redis, _ = choose_redis(wanted_kind(), run_dir)
         stack = Stack(workspace, redis, sleep, run_dir, web_port=port).start()
     except RedisUnavailable as problem:
         shutil.rmtree(run_dir, ignore_errors=True)
         sys.exit(str(problem))
     follower = LogFollower(stack.log_files())
+    print(say(f"Redis: {redis.describe()} (HANDSON_REDIS=docker: a container; the labs use the same kind)",
+              f"Redis: {redis.describe()} (HANDSON_REDIS=docker でコンテナ。ラボも同じ種類を使います)"), flush=True)
     try:
         follower.print_new()
         for worker in stack.workers:
@@ -109,6 +111,8 @@ def main(argv=None):
     finally:
         stack.stop()
         shutil.rmtree(run_dir, ignore_errors=True)
+        print(say("Stopped: the web server, the worker and Redis are gone.",
+                  "停止しました: Web サーバー、ワーカー、Redis はすべて終了しています。"), flush=True)
 
 
 if __name__ == "__main__":

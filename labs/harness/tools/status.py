@@ -52,7 +52,7 @@ def render(steps, record):
     }
     upcoming = next_step(steps, record)
     table = Table(title=say("Celery hands-on: your progress", "Celery ハンズオン: 進捗"), title_justify="left")
-    table.add_column("")
+    table.add_column(say("Next", "次"))  # the arrow marks the step to do next
     # Only the title may wrap (fold, since Japanese has no spaces to break at); numbers stay whole.
     table.add_column(say("Step", "ステップ"), ratio=1, overflow="fold")
     for heading in (say("Result", "結果"), say("Tests", "テスト"), say("Time", "時間"),

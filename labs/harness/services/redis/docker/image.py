@@ -73,7 +73,7 @@ def resolve(client, wanted=None, binary=None):
             f"{short_reason(problem)}",
         )) from None
     return RedisImage(built, f"image built locally from the embedded redis-server; "
-                             f"{wanted} could not be pulled: {reason}")
+                             f"{wanted} could not be pulled, which is fine: {reason}")
 
 
 def pull(client, name, quiet_limit=PULL_QUIET_LIMIT):
