@@ -93,21 +93,25 @@ def test_the_package_hands_django_and_celery_the_app(lab_stack):
     """`from handson import *` works and gives `celery_app`: Django loads the Celery app through
     handson/__init__.py, and `celery -A handson` finds it there."""
     exports = package_exports(lab_stack.workspace, lab_stack.env)
+    others = [name for name in exports["all"] or () if name != "celery_app"]
 
+    assert exports["celery_app"] is not None, say(
+        f"handson has no celery_app ({exports['error'] or 'not defined'}): in handson/__init__.py write "
+        f"`{APP_IMPORT}` and __all__ = (\"celery_app\",), so Django loads the Celery app when it starts.",
+        f"handson に celery_app がありません ({exports['error'] or '未定義'})。handson/__init__.py に "
+        f"`{APP_IMPORT}` と __all__ = (\"celery_app\",) を書き、Django の起動時に Celery アプリが読み込まれるように"
+        "してください。",
+    )
     assert exports["error"] is None, say(
-        f"`from handson import *` fails: {exports['error']}. "
-        + (f"handson/__init__.py lists {exports['all']} in __all__, a name it does not define: "
-           "write __all__ = (\"celery_app\",)." if exports["all"] else "Look at handson/__init__.py."),
-        f"`from handson import *` が失敗します: {exports['error']}。"
-        + (f"handson/__init__.py の __all__ に定義されていない名前 {exports['all']} があります。"
-           "__all__ = (\"celery_app\",) と書いてください。" if exports["all"] else "handson/__init__.py を確認してください。"),
+        f"`from handson import *` fails: {exports['error']}. handson/__init__.py lists {others} in __all__, "
+        "a name it does not define: write __all__ = (\"celery_app\",).",
+        f"`from handson import *` が失敗します: {exports['error']}。handson/__init__.py の __all__ に定義されていない"
+        f"名前 {others} があります。__all__ = (\"celery_app\",) と書いてください。",
     )
     assert exports["celery_app"] == "celery.app.base.Celery", say(
-        f"handson has no Celery app named celery_app (found {exports['celery_app']!r}): in handson/__init__.py "
-        f"write `{APP_IMPORT}` and __all__ = (\"celery_app\",), so Django loads the app when it starts.",
-        f"handson に celery_app という Celery アプリがありません (見つかったもの: {exports['celery_app']!r})。"
-        f"handson/__init__.py に `{APP_IMPORT}` と __all__ = (\"celery_app\",) を書き、Django の起動時に"
-        "アプリが読み込まれるようにしてください。",
+        f"handson.celery_app is a {exports['celery_app']}, not a Celery app: write `{APP_IMPORT}` in handson/__init__.py.",
+        f"handson.celery_app が Celery アプリではなく {exports['celery_app']} です。handson/__init__.py に "
+        f"`{APP_IMPORT}` と書いてください。",
     )
     assert "celery_app" in exports["star"], say(
         f"`from handson import *` does not give celery_app (it gives {exports['star']}): "

@@ -55,6 +55,7 @@ import uuid
 import pytest
 
 from labs.harness.i18n import say
+from labs.harness.lesson import foundations
 from labs.harness.lesson.checks import listed_tasks, send_hello_tasks, tasks_on_page
 from labs.harness.lesson.waiting import wait_for
 
@@ -96,12 +97,12 @@ def test_a_running_task_is_listed_started_then_success(web, celery_worker, resul
         f"タスク {task_id} は /handson/api/tasks 上で {' -> '.join(map(str, seen_on_api))} と変わり、SUCCESS に"
         "なりませんでした。ワーカーは hello を実行していますか？",
     )
-    assert "STARTED" in seen_on_api and "STARTED" in seen_on_page, say(
+    foundations.must_have("track_started", "STARTED" in seen_on_api and "STARTED" in seen_on_page, say(
         f"While the task ran, the list never showed STARTED (API: {' -> '.join(map(str, seen_on_api))}; "
         f"page: {' -> '.join(map(str, seen_on_page))}). {TRACK_STARTED_HINT}",
         f"タスクの実行中、一覧に STARTED が出ませんでした (API: {' -> '.join(map(str, seen_on_api))}、"
         f"ページ: {' -> '.join(map(str, seen_on_page))})。{TRACK_STARTED_HINT}",
-    )
+    ))
     assert seen_on_page[-1] == "SUCCESS", say(
         f"The page shows task {task_id} as {seen_on_page[-1]!r} after it succeeded.",
         f"成功した後も、ページにはタスク {task_id} が {seen_on_page[-1]!r} と表示されています。",
@@ -141,14 +142,15 @@ def test_the_task_detail_agrees_with_the_result_backend(web, celery_worker, resu
 def test_a_queued_task_is_pending_and_unknown_to_the_backend(web, celery_worker, result_backend, sleep_seconds):
     """With one worker process busy, a second task waits: the list shows it PENDING, the backend has nothing yet."""
     celery_worker.require_running()
+    foundations.check("track_started")  # without it, STARTED never comes: no need to wait for it again
     running, queued = send_hello_tasks(web, count=2)
 
     # Wait until the worker has started it, or has already finished it (no STARTED recorded).
     wait_for(lambda: result_backend.state(running), timeout=10, interval=0.02)
-    assert result_backend.state(running) == "STARTED", say(
+    foundations.must_have("track_started", result_backend.state(running) == "STARTED", say(
         f"The first task was never stored as STARTED (it is {result_backend.state(running)!r}). {TRACK_STARTED_HINT}",
         f"1 つ目のタスクが STARTED として保存されませんでした (現在 {result_backend.state(running)!r})。{TRACK_STARTED_HINT}",
-    )
+    ))
     queued_state, queued_meta = _state_on_api(web, queued), result_backend.meta(queued)
 
     assert queued_state == "PENDING" and queued_meta is None, say(

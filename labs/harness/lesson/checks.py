@@ -36,7 +36,7 @@ def find_button(web, label, view, route_name, path):
     route = f'path("{path.lstrip("/")}", views.{view}.as_view(), name="{route_name}")'
     foundations.check(f"route {route_name}")
     action = _button_form(web.get("/handson").text, label)
-    foundations.require(f"route {route_name}", action, say(
+    foundations.must_have(f"route {route_name}", action, say(
         f"The {label} button on /handson is greyed out: handson/urls.py has no route named {route_name!r} yet. "
         f"Add {route} and write the {view} view in handson/views.py.",
         f"/handson の {label} ボタンが無効 (灰色) です。handson/urls.py に名前 {route_name!r} の URL がまだありません。"
@@ -64,14 +64,6 @@ def press(web, label, view, route_name, path):
 
 STEP2 = ("Step2", "TaskStep2", "task_step2", "/handson/task_step2")
 STOP_ALL_TASKS = ("StopAllTasks", "TaskStep4", "task_step4", "/handson/task_step4")
-HELLO_IN_THE_REQUEST = say(
-    "hello ran inside the web server (its log printed \"hello world\"), not in the worker: call "
-    "hello.delay(\"hello world\") in TaskStep2.post, not hello(\"hello world\").",
-    "hello がワーカーではなく Web サーバーの中で実行されました (サーバーのログに \"hello world\")。"
-    "TaskStep2.post では hello(\"hello world\") ではなく hello.delay(\"hello world\") を呼んでください。",
-)
-
-
 def printed_in_web_server(web, since):
     """Whether the web server's log printed "hello world" after byte offset ``since``."""
     return "hello world" in web.server.process.log_text(since)
@@ -82,7 +74,12 @@ def press_step2(web):
     foundations.check("delay")
     web_mark = web.server.process.log_size()
     answer = press(web, *STEP2)
-    foundations.require("delay", not printed_in_web_server(web, web_mark), HELLO_IN_THE_REQUEST)
+    foundations.must_have("delay", not printed_in_web_server(web, web_mark), say(
+        "hello ran inside the web server (its log printed \"hello world\"), not in the worker: call "
+        "hello.delay(\"hello world\") in TaskStep2.post, not hello(\"hello world\").",
+        "hello がワーカーではなく Web サーバーの中で実行されました (サーバーのログに \"hello world\")。"
+        "TaskStep2.post では hello(\"hello world\") ではなく hello.delay(\"hello world\") を呼んでください。",
+    ))
     return answer
 
 

@@ -31,7 +31,7 @@ def check(foundation):
                         f"{found[1]} (最初の失敗 {found[0]} を見てください。)"), pytrace=False)
 
 
-def require(foundation, condition, message):
+def must_have(foundation, condition, message):
     """Fail with ``message`` unless ``condition``, and remember the foundation as missing."""
     check(foundation)
     if not condition:

@@ -1,0 +1,33 @@
+"""The classic wrong edits fail their step, and the first failure names the fix.
+
+The edits are listed once, in labs/harness/dev/wrong_edits.py (`make bench` times them too).
+Each runs the step's lab on a reference with that one mistake, in a child pytest.
+"""
+import pytest
+
+from labs.harness.dev.wrong_edits import EDITS
+from labs.harness.reference import materialize
+from labs.harness.steps import load_steps
+
+from .helpers import run_marked
+
+
+def _summary(run):
+    return "\n".join(f"{o.module}::{o.name} {o.status}: {o.message[:400]}" for o in run.outcomes)
+
+
+@pytest.mark.parametrize("edit", EDITS, ids=lambda edit: f"step{edit.step}-{edit.name}")
+def test_a_wrong_edit_fails_and_its_first_failure_names_the_fix(tmp_path, edit):
+    workspace = materialize(edit.base, tmp_path / "workspace")
+    edit.apply(workspace)
+    module = load_steps()[edit.step - 1].module
+
+    run, left_behind = run_marked([module], pytest_args=["--workspace", str(workspace)])
+
+    assert run.outcomes and not run.timed_out, run.output[-3000:]
+    assert not [o for o in run.outcomes if o.status in ("error", "skipped")], _summary(run)
+    failed = [o for o in run.outcomes if o.status == "failed"]
+    assert failed, f"{edit.name} passed step {edit.step}:\n{_summary(run)}"
+    assert any(words in failed[0].message for words in edit.fix_named), \
+        f"the first failure does not name {edit.fix_named}:\n{_summary(run)}"
+    assert not left_behind, left_behind
