@@ -1,12 +1,18 @@
-"""The lab grades what it claims to: every starter fails, every reference passes.
+"""The lab grades what it claims to: every starter fails, every reference passes, and every
+test's verdict is its own.
 
-For each N, the reference of step N (1 = the untouched starter) runs all four
-lab modules in a child pytest, exactly as a learner's run would. Steps up to N
-must pass; later steps must FAIL with assertion messages, never error out (a
-fixture traceback, a collection error) and never hang. No process of any run
-may be left behind. The reference of the last step passing everything is the
-"labs on the reference" run.
+For each N, the reference of step N (1 = the untouched starter) runs every lab module
+(the steps from labs/steps.toml) in a child pytest, exactly as a learner's run would.
+Steps up to N must pass; later steps must FAIL with assertion messages, never error out
+(a fixture traceback, a collection error) and never hang. The same modules then run in
+reverse test order (tests/reverse_order.py), and every test alone in a pytest of its own
+(`pytest labs/test_stepN.py::name`, two at a time): each verdict must be the same in all
+three, or a test would be judging another test's leftovers. No process of any run may be
+left behind. The reference of the last step passing everything is the "labs on the
+reference" run.
 """
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from labs.harness.steps import last_step
@@ -30,4 +36,28 @@ def test_reference_passes_its_steps_and_fails_the_later_ones(reference):
             assert statuses == {"passed"}, f"{module} should pass on reference {reference}:\n{_summary(run)}\n{run.output[-4000:]}"
         else:
             assert "failed" in statuses, f"{module} should fail on reference {reference}:\n{_summary(run)}"
+    assert not left_behind, f"processes left behind: {left_behind}"
+    _same_verdicts_reversed_and_alone(run, ["--reference", str(reference)])
+
+
+def _verdicts(run):
+    return {f"{o.module}::{o.name}": o.status for o in run.outcomes}
+
+
+def _same_verdicts_reversed_and_alone(forward, args):
+    in_order = _verdicts(forward)
+    reverse, left_behind = run_marked(STEP_MODULES, pytest_args=[*args, "-p", "tests.reverse_order"])
+    reversed_order = _verdicts(reverse)
+    assert not reverse.timed_out and list(reversed_order) != list(in_order), "the order was not reversed"
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        alone_runs = list(pool.map(lambda nodeid: run_marked([nodeid], pytest_args=args), in_order))
+    alone = {}
+    for run, left in alone_runs:
+        alone.update(_verdicts(run))
+        left_behind += left
+    differing = {nodeid: (status, reversed_order.get(nodeid), alone.get(nodeid))
+                 for nodeid, status in in_order.items()
+                 if not status == reversed_order.get(nodeid) == alone.get(nodeid)}
+    assert not differing, "verdicts (in order, reversed, alone) that differ:\n" + "\n".join(
+        f"{nodeid}: {verdicts}" for nodeid, verdicts in differing.items())
     assert not left_behind, f"processes left behind: {left_behind}"
