@@ -44,7 +44,7 @@ test: $(STAMP)
 	$(PYTEST) tests
 
 lint: $(STAMP)
-	$(PY) -m ruff check labs tests conftest.py manage.py
+	$(PY) -m ruff check labs tests conftest.py manage.py classroom50
 
 bench: $(STAMP)
 	$(PY) -m labs.harness.dev.bench
