@@ -68,5 +68,7 @@ reset: $(STAMP)
 # Exit code 1 when a test fails (2: could not grade), so a CI job that reads only the exit
 # code never passes a failing lab. WORKSPACE=DIR grades DIR/handson/ alone, with these labs.
 GRADE_DIR ?= .
+GRADE_OPTS = $(strip $(LAB_OPTS) $(if $(WORKSPACE),--workspace=$(WORKSPACE)) --out=$(GRADE_DIR) \
+                     $(if $(TIMEOUT),--timeout=$(TIMEOUT)))
 grade: $(STAMP)
-	$(PY) -m labs.harness.tools.grade $(LAB_OPTS) $(if $(WORKSPACE),--workspace=$(WORKSPACE),) --out=$(GRADE_DIR) $(if $(TIMEOUT),--timeout=$(TIMEOUT),)
+	$(PY) -m labs.harness.tools.grade $(GRADE_OPTS)
