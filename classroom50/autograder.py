@@ -34,7 +34,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import tomllib
 import venv
 from pathlib import Path
 
@@ -105,6 +104,8 @@ def lab_python(lab):
     own = lab / ".venv" / "bin" / "python"
     if own.exists() and (lab / ".venv" / ".installed").exists():
         return own
+    import tomllib  # Python 3.11+: imported after main() has checked the version, to say so clearly
+
     with open(lab / "pyproject.toml", "rb") as handle:
         dependencies = tomllib.load(handle)["project"]["dependencies"]
     key = hashlib.sha256("\n".join([sys.version, *dependencies]).encode()).hexdigest()[:12]
