@@ -53,7 +53,7 @@ class CannotGrade(Exception):
 
 
 def say(en, ja):
-    """The message in the chosen language (this script runs before the lab, and its own say(), is there)."""
+    """The message in the chosen language (the lab's own say() cannot be imported before the lab is found)."""
     return ja if os.environ.get("HANDSON_LANG", LANGUAGE).strip().lower() == "ja" else en
 
 
@@ -115,7 +115,11 @@ def lab_python(lab):
     if not (home / ".installed").exists():
         print(say(f"Installing the lab's dependencies into {home} ...", f"ラボの依存パッケージを {home} に入れています ..."),
               flush=True)
-        venv.create(home, with_pip=True, clear=True)
+        try:
+            venv.create(home, with_pip=True, clear=True)
+        except (OSError, subprocess.CalledProcessError) as problem:  # e.g. Debian's Python without python3-venv
+            raise CannotGrade(say(f"Could not make a virtual environment in {home}: {problem}",
+                                  f"{home} に仮想環境を作れませんでした: {problem}")) from None
         done = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
                                *dependencies], check=False)
         if done.returncode != 0:
