@@ -174,9 +174,12 @@ def grade(pytest_args=(), timeout=300.0, redis="auto", workspace=None, echo=prin
     try:
         if workspace:
             args.append(f"--workspace={copy_handson(workspace, scratch)}")
+        # The services' logs of a failed step would stay in a temporary folder that nobody is told
+        # about (grading keeps pytest's output to itself): the reports carry the messages instead.
+        env = dict(os.environ, HANDSON_DISCARD_LOGS=os.environ.get("HANDSON_DISCARD_LOGS", "1"))
         grades = []
         for step in load_steps():
-            run = run_labs([step.module], pytest_args=args, timeout=timeout) if step.path.exists() else None
+            run = run_labs([step.module], pytest_args=args, env=env, timeout=timeout) if step.path.exists() else None
             step_grades = judge(step, run, timeout)
             grades += step_grades
             passed = sum(test.passed for test in step_grades)
