@@ -20,7 +20,8 @@ help:
 	@echo "make hint STEP=n   the next hint of step n (ALL=1: every hint)"
 	@echo "make watch STEP=n  check step n again on every save under handson/ (WATCH_POLL=1 on network drives)"
 	@echo "make reset [STEP=n]  put handson/ back to the starter (STEP=n: step n's files back to how step n begins), with a backup (YES=1: no question)"
-	@echo "make grade      score every step: grade.json (GitHub Classroom format) and grade.md (SOLUTION=1: the reference)"
+	@echo "make grade      score every lab test: result.json (Classroom 50), junit.xml, grade.md into GRADE_DIR (default .)"
+	@echo "                WORKSPACE=DIR: grade DIR/handson/ with this checkout's labs; SOLUTION=1: the reference; TIMEOUT=s per step"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) || { echo "Could not create $(VENV): install Python 3.11+ with venv (Debian: apt install python3-venv)"; exit 1; }
@@ -43,13 +44,13 @@ test: $(STAMP)
 	$(PYTEST) tests
 
 lint: $(STAMP)
-	$(PY) -m ruff check labs tests conftest.py manage.py
+	$(PY) -m ruff check labs tests conftest.py manage.py classroom50
 
 bench: $(STAMP)
 	$(PY) -m labs.harness.dev.bench
 
 clean:
-	rm -rf $(VENV) .lab grade.json grade.md
+	rm -rf $(VENV) .lab result.json junit.xml grade.md
 
 # Learner tools (labs/harness): STEP=n picks a step; without it, the next one to do.
 status: $(STAMP)
@@ -64,6 +65,10 @@ watch: $(STAMP)
 reset: $(STAMP)
 	$(PY) -m labs.harness.tools.reset $(STEP) $(if $(filter 1 yes true,$(YES)),--yes,)
 
-# Exit code 1 when a step fails, so a grader that reads only the exit code never passes it.
+# Exit code 1 when a test fails (2: could not grade), so a CI job that reads only the exit
+# code never passes a failing lab. WORKSPACE=DIR grades DIR/handson/ alone, with these labs.
+GRADE_DIR ?= .
+GRADE_OPTS = $(strip $(LAB_OPTS) $(if $(WORKSPACE),--workspace=$(WORKSPACE)) --out=$(GRADE_DIR) \
+                     $(if $(TIMEOUT),--timeout=$(TIMEOUT)))
 grade: $(STAMP)
-	$(PY) -m labs.harness.tools.grade $(LAB_OPTS) $(if $(TIMEOUT),--timeout=$(TIMEOUT),)
+	$(PY) -m labs.harness.tools.grade $(GRADE_OPTS)

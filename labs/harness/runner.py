@@ -4,6 +4,7 @@ Used by the lab-integrity check and by grading: a step is judged by what pytest
 reports in its JUnit XML, so a crashed worker, a fixture error or a timeout is
 an "error" or a "failed", never a pass.
 """
+import json
 import os
 import signal
 import subprocess
@@ -35,9 +36,14 @@ class LabRun:
     timed_out: bool = False
     seconds: float = 0.0
     pid: int = 0  # the child pytest's, which names its run folder (see plugin.py)
+    collected: list = field(default_factory=list)  # (module, test) of every test collected, run or not
 
     def for_module(self, module):
         return [outcome for outcome in self.outcomes if outcome.module == module]
+
+    def collected_in(self, module):
+        """The tests pytest collected from ``module``, in order (read before they ran)."""
+        return [name for collected_module, name in self.collected if collected_module == module]
 
 
 def _outcome(case):
@@ -56,10 +62,13 @@ def run_labs(modules, *, pytest_args=(), env=None, timeout=600):
     """Run ``pytest modules`` from the repository root; return every test's outcome."""
     with tempfile.TemporaryDirectory(prefix="celery-handson-run-") as scratch:
         report = Path(scratch) / "junit.xml"
+        collected = Path(scratch) / "collected.json"
         argv = [sys.executable, "-m", "pytest", *modules, "-p", "no:cacheprovider",
+                "-p", "labs.harness.plugin.collected",
                 f"--junitxml={report}", "-o", "junit_family=xunit1", *pytest_args]
+        env = dict(env or os.environ, HANDSON_COLLECTED=str(collected))
         started = time.monotonic()
-        process = subprocess.Popen(argv, cwd=ROOT, env=env or dict(os.environ), stdout=subprocess.PIPE,
+        process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True, start_new_session=True)
         timed_out = False
         try:
@@ -77,4 +86,6 @@ def run_labs(modules, *, pytest_args=(), env=None, timeout=600):
                      seconds=time.monotonic() - started, pid=process.pid)
         if report.exists():
             run.outcomes = [_outcome(case) for case in ElementTree.parse(report).iter("testcase")]
+        if collected.exists():
+            run.collected = [tuple(entry) for entry in json.loads(collected.read_text(encoding="utf-8"))]
         return run

