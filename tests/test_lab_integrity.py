@@ -77,3 +77,32 @@ def test_a_hard_coded_broker_fails_naming_the_setting(tmp_path):
     assert run.outcomes and all(o.status == "failed" and "CELERY_BROKER_URL = HANDSON_BROKER_URL" in o.message
                                 for o in run.outcomes), _summary(run)
     assert not left_behind, left_behind
+
+
+# Classic wrong edits of the later steps: (step, file, text replaced, replacement, test, words the failure names).
+WRONG_EDITS = {
+    "step5-no-autoretry": (5, "tasks.py", "autoretry_for=(ConnectionError,), ", "",
+                           "test_a_call_that_fails_is_retried_and_succeeds_when_the_service_recovers",
+                           "autoretry_for=(ConnectionError,)"),
+    "step5-no-backoff": (5, "tasks.py", ", retry_backoff=True", "",
+                         "test_a_service_that_stays_down_fails_after_max_retries_plus_one_calls", "retry_backoff=True"),
+    "step5-default-max-retries": (5, "tasks.py", ", max_retries=2", "",
+                                  "test_a_service_that_stays_down_fails_after_max_retries_plus_one_calls",
+                                  "max_retries=2"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(WRONG_EDITS))
+def test_a_classic_wrong_edit_fails_naming_its_fix(tmp_path, case):
+    """A learner's typical near-miss on a step fails that step's test with a message that names the fix."""
+    step, name, old, new, test_name, fix = WRONG_EDITS[case]
+
+    def edit(handson):
+        path = handson / name
+        assert old in path.read_text(), f"{case}: {old!r} is not in the reference's {name}"
+        path.write_text(path.read_text().replace(old, new))
+
+    run, left_behind = _run_edited(tmp_path, step, edit, [f"labs/test_step{step}.py"])
+    [outcome] = [o for o in run.outcomes if o.name == test_name] or [None]
+    assert outcome is not None and outcome.status == "failed" and fix in outcome.message, _summary(run)
+    assert not left_behind, left_behind
