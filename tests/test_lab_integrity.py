@@ -89,6 +89,15 @@ WRONG_EDITS = {
     "step5-default-max-retries": (5, "tasks.py", ", max_retries=2", "",
                                   "test_a_service_that_stays_down_fails_after_max_retries_plus_one_calls",
                                   "max_retries=2"),
+    "step6-defaults": (6, "tasks.py", ", acks_late=True, reject_on_worker_lost=True", "",
+                       "test_a_killed_send_receipt_is_delivered_again_and_sends_one_receipt", "acks_late=True"),
+    "step6-acks-late-only": (6, "tasks.py", ", reject_on_worker_lost=True", "",
+                             "test_a_killed_send_receipt_is_delivered_again_and_sends_one_receipt",
+                             "reject_on_worker_lost"),
+    "step6-no-idempotency-key": (6, "tasks.py", "receipts.send(order, idempotency_key=self.request.id)",
+                                 "receipts.send(order)",
+                                 "test_a_killed_send_receipt_is_delivered_again_and_sends_one_receipt",
+                                 "idempotency_key=self.request.id"),
 }
 
 
