@@ -98,6 +98,14 @@ WRONG_EDITS = {
                                  "receipts.send(order)",
                                  "test_a_killed_send_receipt_is_delivered_again_and_sends_one_receipt",
                                  "idempotency_key=self.request.id"),
+    "step7-no-soft-limit": (7, "tasks.py", "soft_time_limit=settings.HANDSON_SLEEP, ", "",
+                            "test_the_soft_limit_lets_a_hanging_task_clean_up_and_return", "soft_time_limit"),
+    "step7-soft-limit-not-caught": (7, "tasks.py", "except SoftTimeLimitExceeded:", "except ValueError:",
+                                    "test_the_soft_limit_lets_a_hanging_task_clean_up_and_return",
+                                    "except SoftTimeLimitExceeded"),
+    "step7-no-hard-limit": (7, "tasks.py", ", time_limit=2 * settings.HANDSON_SLEEP", "",
+                            "test_the_hard_limit_kills_a_task_that_ignores_the_soft_one_and_the_worker_goes_on",
+                            "time_limit above its soft_time_limit"),
 }
 
 
