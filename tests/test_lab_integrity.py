@@ -106,6 +106,17 @@ WRONG_EDITS = {
     "step7-no-hard-limit": (7, "tasks.py", ", time_limit=2 * settings.HANDSON_SLEEP", "",
                             "test_the_hard_limit_kills_a_task_that_ignores_the_soft_one_and_the_worker_goes_on",
                             "time_limit above its soft_time_limit"),
+    "step8-no-routes": (8, "settings.py", 'CELERY_TASK_ROUTES = {"handson.tasks.long_report": {"queue": "slow"}}', "",
+                        "test_short_tasks_finish_while_a_long_one_runs", "CELERY_TASK_ROUTES"),
+    "step8-one-process": (8, "Procfile", "--concurrency=4", "--concurrency=1",
+                          "test_eight_thumbnails_on_more_processes_take_a_fraction_of_the_serial_time",
+                          "--concurrency=4"),
+    "step8-default-prefetch": (8, "Procfile", " --prefetch-multiplier=1", "",
+                               "test_a_busy_slow_worker_leaves_the_next_long_report_in_the_queue",
+                               "--prefetch-multiplier=1"),
+    "step8-unknown-option": (8, "Procfile", "-n slow@%h", "--hostnme=slow@%h",
+                             "test_long_reports_go_to_the_slow_queue_and_only_its_node_takes_them",
+                             "handson/Procfile, line 10"),
 }
 
 

@@ -4,10 +4,12 @@ Every assertion here teaches: it names the file to edit and the idea missing.
 """
 import datetime
 import re
+from pathlib import Path
 
 import pytest
 
 from ..i18n import say
+from ..services.procfile import PROCFILE, ProcfileError, read_procfile
 from .advice import BROKER_SETTING
 from .waiting import wait_for
 
@@ -163,3 +165,12 @@ def task_events(log, task_name, task_id):
             when = datetime.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S").timestamp() + int(millis) / 1000
             events.append((when, found.group(1), found.group(2)))
     return events
+
+
+def declared_workers(workspace):
+    """The workers handson/Procfile declares (services/procfile.py); the test fails with the reason when the
+    file cannot be started as written."""
+    try:
+        return read_procfile(Path(workspace) / PROCFILE)
+    except ProcfileError as error:
+        pytest.fail(str(error), pytrace=False)
