@@ -7,12 +7,12 @@ PYTEST := $(PY) -m pytest
 # SOLUTION=1 runs against the reference solution instead of your handson/.
 LAB_OPTS := $(if $(filter 1 yes true,$(SOLUTION)),--solution,)
 
-.PHONY: help install test lint run step1 step2 step3 step4 lab bench clean status hint watch reset grade
+.PHONY: help install test lint run step1 step2 step3 step4 step5 step6 step7 step8 lab bench clean status hint watch reset grade
 
 help:
 	@echo "make run        the hands-on app at http://127.0.0.1:$${PORT:-8000}/handson (Ctrl-C stops it)"
-	@echo "make step1..4   check one step of your handson/ (SOLUTION=1: the reference)"
-	@echo "make lab        all four steps, in parallel"
+	@echo "make step1..8   check one step of your handson/ (SOLUTION=1: the reference)"
+	@echo "make lab        every step, in parallel"
 	@echo "make test       the project's own tests (labs on the reference + lab integrity)"
 	@echo "make bench      how long the lab takes, and its overhead beyond the sleeps"
 	@echo "make lint       ruff over the harness, the labs and the tests"
@@ -33,7 +33,7 @@ install: $(STAMP)
 run: $(STAMP)
 	$(PY) -m labs.harness.tools.run $(LAB_OPTS)
 
-step1 step2 step3 step4: $(STAMP)
+step1 step2 step3 step4 step5 step6 step7 step8: $(STAMP)
 	$(PYTEST) labs/test_$@.py $(LAB_OPTS)
 
 # In parallel: every pytest-xdist worker starts its own stack; one module stays on one worker.

@@ -10,7 +10,9 @@ from . import tasklog
 
 # The page's buttons: (label, url name). A button whose url name is not in
 # handson/urls.py yet is shown greyed out, with the step that adds it.
-BUTTONS = [("Step1", "task_step1", 1), ("Step2", "task_step2", 2), ("StopAllTasks", "task_step4", 4)]
+BUTTONS = [("Step1", "task_step1", 1), ("Step2", "task_step2", 2), ("StopAllTasks", "task_step4", 4),
+           ("Step5", "task_step5", 5), ("Step6", "task_step6", 6),
+           ("Step7", "task_step7", 7), ("Step8", "task_step8", 8)]
 
 
 def _buttons():

@@ -23,7 +23,9 @@ def test_an_unknown_or_malformed_task_id_is_a_404_with_a_message(app, path):
     assert answer.status_code == 404 and answer.json()["error"]
 
 
-@pytest.mark.parametrize("path", ["/handson/task_step1", "/handson/task_step2", "/handson/task_step4"])
+@pytest.mark.parametrize("path", ["/handson/task_step1", "/handson/task_step2", "/handson/task_step4",
+                                  "/handson/task_step5", "/handson/task_step6", "/handson/task_step7",
+                                  "/handson/task_step8"])
 def test_a_get_of_a_button_address_is_a_405_that_says_post(app, path):
     answer = requests.get(app + path, timeout=10)
     assert answer.status_code == 405 and "POST" in answer.text

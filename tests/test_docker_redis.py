@@ -170,10 +170,12 @@ def test_compose_app_image_installs_what_pyproject_requires():
 def test_compose_file_runs_the_original_three_services():
     compose = (ROOT / "compose.yaml").read_text()
     for needle in ("runserver --nothreading --noreload 0.0.0.0:8000", "127.0.0.1:8000:8000",
-                   "celery -A handson worker --concurrency=1 -l info", "./handson:/app/handson",
+                   "done < handson/Procfile", "./handson:/app/handson",
                    "HANDSON_BROKER_URL: redis://redis:6379/1", "HANDSON_RESULT_BACKEND: redis://redis:6379/0",
                    "DJANGO_SETTINGS_MODULE: handson.settings"):
         assert needle in compose
+    # The worker service starts what handson/Procfile declares; the starter declares the original's worker.
+    assert "worker: celery -A handson worker --concurrency=1 -l info" in (ROOT / "handson" / "Procfile").read_text()
 
 
 # -- with a Docker engine ---------------------------------------------------------------

@@ -4,12 +4,16 @@ test's verdict is its own.
 For each N, the reference of step N (1 = the untouched starter) runs every lab module
 (the steps from labs/steps.toml) in a child pytest, exactly as a learner's run would.
 Steps up to N must pass; later steps must FAIL with assertion messages, never error out
-(a fixture traceback, a collection error) and never hang. The same modules then run in
-reverse test order (tests/reverse_order.py), and every test alone in a pytest of its own
-(`pytest labs/test_stepN.py::name`, two at a time): each verdict must be the same in all
-three, or a test would be judging another test's leftovers. No process of any run may be
-left behind. The reference of the last step passing everything is the "labs on the
-reference" run.
+(a fixture traceback, a collection error) and never hang. That run takes two stacks side
+by side (pytest-xdist, one module stays in one process, in its order).
+
+Then the verdicts must be each test's own: the modules of step N and step N+1 (the step
+just done, and the one a learner works on next, whose failing tests leave tasks behind)
+run again in reverse test order (tests/reverse_order.py), and each of their tests alone in
+a pytest of its own (`pytest labs/test_stepN.py::name`, two at a time). Each verdict must
+be the same in all three runs. Over all N, every test is held to that twice: at its own
+step's reference and at the one before. No process of any run may be left behind. The
+reference of the last step passing everything is the "labs on the reference" run.
 """
 from concurrent.futures import ThreadPoolExecutor
 
@@ -26,7 +30,8 @@ def _summary(run):
 
 @pytest.mark.parametrize("reference", range(1, last_step() + 1), ids=lambda n: f"reference{n}")
 def test_reference_passes_its_steps_and_fails_the_later_ones(reference):
-    run, left_behind = run_marked(STEP_MODULES, pytest_args=["--reference", str(reference)])
+    run, left_behind = run_marked(STEP_MODULES, pytest_args=["--reference", str(reference), "-n", "2",
+                                                             "--dist", "loadfile"])
 
     assert run.outcomes and not run.timed_out, f"no outcome read (timed out: {run.timed_out}):\n{run.output[-3000:]}"
     assert not [o for o in run.outcomes if o.status in ("error", "skipped")], _summary(run)
@@ -37,16 +42,16 @@ def test_reference_passes_its_steps_and_fails_the_later_ones(reference):
         else:
             assert "failed" in statuses, f"{module} should fail on reference {reference}:\n{_summary(run)}"
     assert not left_behind, f"processes left behind: {left_behind}"
-    _same_verdicts_reversed_and_alone(run, ["--reference", str(reference)])
+    _same_verdicts_reversed_and_alone(run, ["--reference", str(reference)], STEP_MODULES[reference - 1:reference + 1])
 
 
 def _verdicts(run):
     return {f"{o.module}::{o.name}": o.status for o in run.outcomes}
 
 
-def _same_verdicts_reversed_and_alone(forward, args):
-    in_order = _verdicts(forward)
-    reverse, left_behind = run_marked(STEP_MODULES, pytest_args=[*args, "-p", "tests.reverse_order"])
+def _same_verdicts_reversed_and_alone(forward, args, modules):
+    in_order = {nodeid: status for nodeid, status in _verdicts(forward).items() if nodeid.split("::")[0] in modules}
+    reverse, left_behind = run_marked(modules, pytest_args=[*args, "-p", "tests.reverse_order"])
     reversed_order = _verdicts(reverse)
     assert not reverse.timed_out and list(reversed_order) != list(in_order), "the order was not reversed"
     with ThreadPoolExecutor(max_workers=2) as pool:

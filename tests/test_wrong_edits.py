@@ -1,4 +1,4 @@
-"""The classic wrong edits fail their step, and the first failure names the fix.
+"""The classic wrong edits fail their step, and the first failure (or the test named for it) names the fix.
 
 The edits are listed once, in labs/harness/dev/wrong_edits.py (`make bench` times them too).
 Each runs the step's lab on a reference with that one mistake, in a child pytest.
@@ -26,8 +26,8 @@ def test_a_wrong_edit_fails_and_its_first_failure_names_the_fix(tmp_path, edit):
 
     assert run.outcomes and not run.timed_out, run.output[-3000:]
     assert not [o for o in run.outcomes if o.status in ("error", "skipped")], _summary(run)
-    failed = [o for o in run.outcomes if o.status == "failed"]
-    assert failed, f"{edit.name} passed step {edit.step}:\n{_summary(run)}"
-    assert any(words in failed[0].message for words in edit.fix_named), \
-        f"the first failure does not name {edit.fix_named}:\n{_summary(run)}"
+    judged = edit.judged_by(run.outcomes)
+    assert judged, f"{edit.name}: {edit.test or 'no test'} failed on step {edit.step}:\n{_summary(run)}"
+    assert any(words in judged.message for words in edit.fix_named), \
+        f"{judged.name}'s failure does not name {edit.fix_named}:\n{_summary(run)}"
     assert not left_behind, left_behind

@@ -15,7 +15,14 @@ class WrongEdit:
     file: str  # handson/...
     old: str  # text that must be in the file (replaced by ``new``)
     new: str
-    fix_named: tuple  # words the first failure must contain (any one of them)
+    fix_named: tuple  # words the failure must contain (any one of them)
+    test: str = ""  # the test that must fail naming the fix; "" for the module's first failure
+
+    def judged_by(self, outcomes):
+        """The outcome that must name the fix: ``test``'s, or the first failure's (None if none failed)."""
+        if self.test:
+            return next((o for o in outcomes if o.name == self.test and o.status == "failed"), None)
+        return next((o for o in outcomes if o.status == "failed"), None)
 
     def apply(self, workspace):
         path = workspace / self.file
@@ -45,4 +52,37 @@ EDITS = [
               "task_ids = tasklog.unfinished()",
               'task_ids = [t for t in tasklog.unfinished() if celery_app.AsyncResult(t).state == "STARTED"]',
               ("tasklog.unfinished()",)),
+    # Steps 5-8: the test that judges each is named (a step's first test may fail on another edit first).
+    WrongEdit("no autoretry_for", 5, 5, "handson/tasks.py", "autoretry_for=(ConnectionError,), ", "",
+              ("autoretry_for=(ConnectionError,)",),
+              "test_a_call_that_fails_is_retried_and_succeeds_when_the_service_recovers"),
+    WrongEdit("no retry_backoff", 5, 5, "handson/tasks.py", ", retry_backoff=True", "", ("retry_backoff=True",),
+              "test_a_service_that_stays_down_fails_after_max_retries_plus_one_calls"),
+    WrongEdit("the default max_retries", 5, 5, "handson/tasks.py", ", max_retries=2", "", ("max_retries=2",),
+              "test_a_service_that_stays_down_fails_after_max_retries_plus_one_calls"),
+    WrongEdit("neither acks_late nor reject_on_worker_lost", 6, 6, "handson/tasks.py",
+              ", acks_late=True, reject_on_worker_lost=True", "", ("acks_late=True",),
+              "test_a_killed_send_receipt_is_delivered_again_and_sends_one_receipt"),
+    WrongEdit("acks_late without reject_on_worker_lost", 6, 6, "handson/tasks.py", ", reject_on_worker_lost=True", "",
+              ("reject_on_worker_lost",), "test_a_killed_send_receipt_is_delivered_again_and_sends_one_receipt"),
+    WrongEdit("no idempotency key", 6, 6, "handson/tasks.py", "receipts.send(order, idempotency_key=self.request.id)",
+              "receipts.send(order)", ("idempotency_key=self.request.id",),
+              "test_a_killed_send_receipt_is_delivered_again_and_sends_one_receipt"),
+    WrongEdit("no soft_time_limit", 7, 7, "handson/tasks.py", "soft_time_limit=settings.HANDSON_SLEEP, ", "",
+              ("soft_time_limit",), "test_the_soft_limit_lets_a_hanging_task_clean_up_and_return"),
+    WrongEdit("SoftTimeLimitExceeded not caught", 7, 7, "handson/tasks.py", "except SoftTimeLimitExceeded:",
+              "except ValueError:", ("except SoftTimeLimitExceeded",),
+              "test_the_soft_limit_lets_a_hanging_task_clean_up_and_return"),
+    WrongEdit("no time_limit", 7, 7, "handson/tasks.py", ", time_limit=2 * settings.HANDSON_SLEEP", "",
+              ("time_limit above its soft_time_limit",),
+              "test_the_hard_limit_kills_a_task_that_ignores_the_soft_one_and_the_worker_goes_on"),
+    WrongEdit("no task_routes", 8, 8, "handson/settings.py",
+              'CELERY_TASK_ROUTES = {"handson.tasks.long_report": {"queue": "slow"}}', "", ("CELERY_TASK_ROUTES",),
+              "test_short_tasks_finish_while_a_long_one_runs"),
+    WrongEdit("one process", 8, 8, "handson/Procfile", "--concurrency=4", "--concurrency=1", ("--concurrency=4",),
+              "test_eight_thumbnails_on_more_processes_take_a_fraction_of_the_serial_time"),
+    WrongEdit("the default prefetch", 8, 8, "handson/Procfile", " --prefetch-multiplier=1", "",
+              ("--prefetch-multiplier=1",), "test_a_busy_slow_worker_leaves_the_next_long_report_in_the_queue"),
+    WrongEdit("an unknown worker option", 8, 8, "handson/Procfile", "-n slow@%h", "--hostnme=slow@%h",
+              ("handson/Procfile, line 10",), "test_long_reports_go_to_the_slow_queue_and_only_its_node_takes_them"),
 ]

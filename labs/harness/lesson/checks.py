@@ -2,14 +2,17 @@
 
 Every assertion here teaches: it names the file to edit and the idea missing.
 """
+import datetime
 import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from ..i18n import say
+from ..services.procfile import PROCFILE, ProcfileError, read_procfile
 from . import foundations
 from .advice import BROKER_SETTING
 from .waiting import wait_for
@@ -180,3 +183,46 @@ def package_exports(workspace, env):
         return {"all": None, "error": done.stderr.strip().splitlines()[-1:] or ["no output"], "celery_app": None,
                 "star": []}
     return json.loads(lines[-1])
+def press_for_new_tasks(web, label, view, route_name, path, task_name, count):
+    """Press a button and return the ``count`` tasks named ``task_name`` it sent, as the task list shows
+    them ({"id", "args", "state", ...}), oldest first."""
+    before = {task["id"] for task in listed_tasks(web)}
+    press(web, label, view, route_name, path)
+
+    def new_tasks():
+        fresh = [task for task in listed_tasks(web) if task["id"] not in before and task["name"] == task_name]
+        return fresh if len(fresh) >= count else None
+
+    new = wait_for(new_tasks, timeout=5)
+    require(new, say(
+        f"After pressing {label}, the task list shows no {count} new {task_name} task(s). {view}.post in "
+        f"handson/views.py should send them with .delay(...) (the app lists what it sends: handson/tasklog.py).",
+        f"{label} を押しても、タスク一覧に新しい {task_name} タスクが {count} 個出ません。handson/views.py の "
+        f"{view}.post で .delay(...) で送ってください (アプリは送ったタスクを一覧にします: handson/tasklog.py)。",
+    ))
+    return list(reversed(new[:count]))
+
+
+LOG_LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}): \w+/[^\]]+\] (.*)$", re.M)
+
+
+def task_events(log, task_name, task_id):
+    """What the worker's log says about one task, in order: [(time in seconds, event, rest)]
+    with event one of received, retry, succeeded, raised (the log's own timestamps, millisecond precision)."""
+    events = []
+    pattern = re.compile(rf"Task {re.escape(task_name)}\[{re.escape(task_id)}\] (received|retry|succeeded|raised)(.*)")
+    for stamp, millis, text in LOG_LINE.findall(log):
+        found = pattern.match(text)
+        if found:
+            when = datetime.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S").timestamp() + int(millis) / 1000
+            events.append((when, found.group(1), found.group(2)))
+    return events
+
+
+def declared_workers(workspace):
+    """The workers handson/Procfile declares (services/procfile.py); the test fails with the reason when the
+    file cannot be started as written."""
+    try:
+        return read_procfile(Path(workspace) / PROCFILE)
+    except ProcfileError as error:
+        pytest.fail(str(error), pytrace=False)

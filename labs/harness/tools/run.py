@@ -1,9 +1,10 @@
 """`make run`: the hands-on app by hand, on the same services the labs start.
 
-Redis (embedded by default), the Celery worker and the single-threaded Django
-server run in the foreground with their log lines prefixed by service.
-Ctrl-C stops all three. PORT (8000), HANDSON_SLEEP (10) and HANDSON_REDIS
-(local) are honoured; --solution serves the reference instead of handson/.
+Redis (embedded by default), the Celery workers handson/Procfile declares (one
+worker with one process without it) and the single-threaded Django server run
+in the foreground with their log lines prefixed by service. Ctrl-C stops them
+all. PORT (8000), HANDSON_SLEEP (10) and HANDSON_REDIS (local) are honoured;
+--solution serves the reference instead of handson/.
 """
 import argparse
 import os
@@ -18,8 +19,9 @@ from ..i18n import say
 from ..lesson.advice import explain
 from ..paths import ROOT
 from ..reference import materialize
+from ..services.procfile import PROCFILE, ProcfileError, read_procfile
 from ..services.redis import RedisUnavailable, choose_redis, wanted_kind
-from ..services.stack import Stack
+from ..services.stack import Stack, StackSpec
 from ..steps import last_step
 
 DEFAULT_SLEEP = "10"  # as in the original hands-on
@@ -71,6 +73,16 @@ class LogFollower:
                 print(f"{name:<{self.width}} | {line}", flush=True)
 
 
+def declared_stack(workspace):
+    """The workers of handson/Procfile when it exists (exits with the reason when a line is refused)."""
+    if not (Path(workspace) / PROCFILE).exists():
+        return StackSpec()
+    try:
+        return StackSpec(workers=tuple(read_procfile(Path(workspace) / PROCFILE)))
+    except ProcfileError as problem:
+        sys.exit(str(problem))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--solution", action="store_true", help="serve the reference solution")
@@ -80,11 +92,15 @@ def main(argv=None):
     workspace = materialize(last_step(), run_dir / "reference") if args.solution else ROOT
     stack = None
     try:
+        spec = declared_stack(workspace)
         redis, _ = choose_redis(wanted_kind(), run_dir)
-        stack = Stack(workspace, redis, sleep, run_dir, web_port=port).start()
+        stack = Stack(workspace, redis, sleep, run_dir, spec, web_port=port).start()
     except RedisUnavailable as problem:
         shutil.rmtree(run_dir, ignore_errors=True)
         sys.exit(str(problem))
+    except SystemExit:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     follower = LogFollower(stack.log_files())
     print(say(f"Redis: {redis.describe()} (HANDSON_REDIS=docker: a container; the labs use the same kind)",
               f"Redis: {redis.describe()} (HANDSON_REDIS=docker でコンテナ。ラボも同じ種類を使います)"), flush=True)
@@ -92,8 +108,8 @@ def main(argv=None):
         follower.print_new()
         for worker in stack.workers:
             if worker.problem:
-                print(say("\nThe worker is not running (fine for step 1, needed from step 2 on):\n",
-                          "\nワーカーは起動していません (ステップ 1 では問題なし、ステップ 2 から必要):\n")
+                print(say(f"\nThe worker {worker.spec.node} is not running (fine for step 1, needed from step 2 on):\n",
+                          f"\nワーカー {worker.spec.node} は起動していません (ステップ 1 では問題なし、ステップ 2 から必要):\n")
                       + explain(worker.problem, with_log=False))
         if stack.web.problem:
             sys.exit(explain(stack.web.problem))
@@ -106,7 +122,7 @@ def main(argv=None):
         follower.print_new()
         return 1
     except KeyboardInterrupt:
-        print(say("\nStopping the web server, the worker and Redis...", "\nWeb サーバー、ワーカー、Redis を停止します..."))
+        print(say("\nStopping the web server, the workers and Redis...", "\nWeb サーバー、ワーカー、Redis を停止します..."))
         return 0
     finally:
         stack.stop()

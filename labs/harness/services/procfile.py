@@ -1,0 +1,154 @@
+"""handson/Procfile: the Celery workers a learner declares, in the form a deployment uses.
+
+One process per line, ``name: command``, as Heroku, honcho and foreman read it:
+
+    default: celery -A handson worker --concurrency=4 -n default@%h -l info
+    slow: celery -A handson worker -Q slow --concurrency=1 --prefetch-multiplier=1 -n slow@%h -l info
+
+``read_procfile`` turns each line into a ``WorkerSpec`` (services/worker.py), so
+step 8's lab, `make run` and compose start exactly the workers written there. A
+line it cannot start the same way everywhere is refused with a message that says
+which line and why (``ProcfileError``); the file is never half read.
+"""
+import re
+import shlex
+from pathlib import Path
+
+from ..i18n import say
+from .worker import WorkerSpec
+
+PROCFILE = Path("handson") / "Procfile"
+EXAMPLE = "default: celery -A handson worker --concurrency=4 -n default@%h -l info"
+POOLS = ("prefork", "solo", "threads", "eventlet", "gevent")
+# Options passed on to the worker as written: (long form, short form or None, takes a value).
+PASSED_ON = {"--prefetch-multiplier": True, "--disable-prefetch": False, "-O": True, "--autoscale": True,
+             "--max-tasks-per-child": True, "--max-memory-per-child": True, "--time-limit": True,
+             "--soft-time-limit": True}
+IGNORED = {"-l": True, "--loglevel": True}  # the lab and `make run` log at INFO, to read the log
+
+
+class ProcfileError(Exception):
+    """handson/Procfile cannot be started as written; the message (in the learner's language) says why."""
+
+
+def _options(tokens):
+    """(option, value) pairs of a command line, with --opt=value, -o value and --flag forms."""
+    pairs, index = [], 0
+    while index < len(tokens):
+        token = tokens[index]
+        if token.startswith("--") and "=" in token:
+            pairs.append(tuple(token.split("=", 1)))
+        elif token in ("-A", "--app", "-c", "--concurrency", "-n", "--hostname", "-Q", "--queues", "-P", "--pool") \
+                or PASSED_ON.get(token) or IGNORED.get(token):
+            value = tokens[index + 1] if index + 1 < len(tokens) else None
+            pairs.append((token, value))
+            index += 1
+        else:
+            pairs.append((token, None))
+        index += 1
+    return pairs
+
+
+def _refuse(number, line, en, ja):
+    raise ProcfileError(say(
+        f"handson/Procfile, line {number}: {line!r}\n{en}\nEach line declares one worker, for example:\n  {EXAMPLE}",
+        f"handson/Procfile の {number} 行目: {line!r}\n{ja}\n1 行に 1 つのワーカーを書きます。例:\n  {EXAMPLE}",
+    ))
+
+
+def parse_line(number, line):
+    """The WorkerSpec of one ``name: command`` line (ProcfileError if it cannot be started as written)."""
+    name, colon, command = line.partition(":")
+    name = name.strip()
+    if not colon or not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+        _refuse(number, line, "A line is `name: command`, the name made of letters, digits, - and _.",
+                "1 行は `名前: コマンド` の形で、名前は英数字と - と _ だけです。")
+    try:
+        tokens = shlex.split(command)
+    except ValueError as error:
+        _refuse(number, line, f"The command cannot be split into words: {error}.",
+                f"コマンドを単語に分けられません: {error}。")
+    app_at = tokens.index("-A") if "-A" in tokens else None
+    if tokens[:1] != ["celery"] or "worker" not in tokens:
+        _refuse(number, line, "Only Celery workers belong here (`celery -A handson worker ...`): the lab and "
+                "`make run` start Redis and the web server themselves.",
+                "ここに書くのは Celery ワーカーだけです (`celery -A handson worker ...`)。Redis と Web サーバーは"
+                "ラボと `make run` が起動します。")
+    app = tokens[app_at + 1] if app_at is not None and app_at + 1 < len(tokens) else None
+    app = app or next((token.split("=", 1)[1] for token in tokens if token.startswith("--app=")), None)
+    if app != "handson":
+        _refuse(number, line, f"The worker must load the app of this project: `celery -A handson worker` (not {app!r}).",
+                f"ワーカーはこのプロジェクトのアプリを読み込む必要があります: `celery -A handson worker` ({app!r} ではなく)。")
+    worker_at = tokens.index("worker")
+    concurrency, node, queues, pool, events, beat, options = 1, name, (), "prefork", False, False, []
+    for option, value in _options(tokens[worker_at + 1:]):
+        if option in ("-c", "--concurrency"):
+            if not (value or "").isdigit() or not 1 <= int(value) <= 16:
+                _refuse(number, line, f"--concurrency takes a number of processes from 1 to 16, not {value!r}.",
+                        f"--concurrency にはプロセス数 1〜16 を指定します ({value!r} ではなく)。")
+            concurrency = int(value)
+        elif option in ("-n", "--hostname"):
+            node = (value or "").split("@", 1)[0]
+            if not re.fullmatch(r"[A-Za-z0-9_-]+", node):
+                _refuse(number, line, f"-n takes a node name such as fast@%h, not {value!r}.",
+                        f"-n には fast@%h のようなノード名を指定します ({value!r} ではなく)。")
+        elif option in ("-Q", "--queues"):
+            queues = tuple(queue.strip() for queue in (value or "").split(",") if queue.strip())
+            if not queues:
+                _refuse(number, line, "-Q takes the queues this worker consumes, separated by commas (-Q slow).",
+                        "-Q にはこのワーカーが受け取るキューをカンマ区切りで指定します (-Q slow)。")
+        elif option in ("-P", "--pool"):
+            if value not in POOLS:
+                _refuse(number, line, f"--pool is one of {', '.join(POOLS)}, not {value!r}.",
+                        f"--pool は {', '.join(POOLS)} のいずれかです ({value!r} ではなく)。")
+            pool = value
+        elif option in ("-E", "--task-events"):
+            events = True
+        elif option in ("-B", "--beat"):
+            beat = True
+        elif option in PASSED_ON:
+            if PASSED_ON[option] and value is None:
+                _refuse(number, line, f"{option} needs a value.", f"{option} には値が必要です。")
+            options.append(f"{option}={value}" if PASSED_ON[option] and option.startswith("--") else option)
+            if option == "-O":
+                options.append(value)
+        elif option in IGNORED:
+            continue
+        else:
+            _refuse(number, line, f"The lab does not know the worker option {option!r}. It reads -c/--concurrency, "
+                    f"-n, -Q, -P/--pool, -E, -B, -l and {', '.join(PASSED_ON)}.",
+                    f"ラボはワーカーのオプション {option!r} を知りません。読めるのは -c/--concurrency、-n、-Q、-P/--pool、"
+                    f"-E、-B、-l と {', '.join(PASSED_ON)} です。")
+    return WorkerSpec(node=node, concurrency=concurrency, pool=pool, queues=queues, events=events, beat=beat,
+                      options=tuple(options))
+
+
+def read_procfile(path):
+    """Every worker ``path`` declares, in order (ProcfileError when the file is missing, empty or wrong)."""
+    path = Path(path)
+    if not path.exists():
+        raise ProcfileError(say(
+            f"{PROCFILE} is missing: it lists the Celery workers to start, one per line, e.g.\n  {EXAMPLE}\n"
+            "(make reset STEP=8 puts back the one step 8 begins with).",
+            f"{PROCFILE} がありません。起動する Celery ワーカーを 1 行に 1 つ書くファイルです。例:\n  {EXAMPLE}\n"
+            "(make reset STEP=8 でステップ 8 の最初の状態に戻せます)。",
+        ))
+    specs, names = [], {}
+    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        spec = parse_line(number, line)
+        if spec.node in names:
+            _refuse(number, line, f"Node name {spec.node!r} is used on line {names[spec.node]} already: give every "
+                    "worker its own -n (two workers with one name confuse remote control and monitoring).",
+                    f"ノード名 {spec.node!r} は {names[spec.node]} 行目で使われています。ワーカーごとに別の -n を"
+                    "付けてください (同じ名前のワーカーはリモート制御や監視を混乱させます)。")
+        names[spec.node] = number
+        specs.append(spec)
+    if not specs:
+        raise ProcfileError(say(
+            f"{PROCFILE} declares no worker. Write one per line, e.g.\n  {EXAMPLE}",
+            f"{PROCFILE} にワーカーがありません。1 行に 1 つ書いてください。例:\n  {EXAMPLE}",
+        ))
+    return specs
