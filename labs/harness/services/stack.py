@@ -12,7 +12,7 @@ A step declares the stack it needs at the top of its lab module:
 
 Modules that declare the same stack share one.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .app_env import app_env
@@ -26,6 +26,9 @@ class StackSpec:
 
     workers: tuple = (WorkerSpec(),)
     web: bool = True
+    # Task events for monitoring (Flower, `celery events`): every worker with -E, and the web
+    # app sending a task-sent event with each task. `make run` turns them on; the labs do not.
+    events: bool = False
 
     @classmethod
     def declared(cls, workers=None, web=True):
@@ -63,10 +66,12 @@ class Stack:
                 self.redis.start()
                 self._redis_started = True
             self.env = app_env(self.workspace, self.redis, self.sleep)
-            self.workers = [CeleryWorker(self.workspace, self.redis, self.env, self.log_dir, spec)
+            self.workers = [CeleryWorker(self.workspace, self.redis, self.env, self.log_dir,
+                                         replace(spec, events=True) if self.spec.events else spec)
                             for spec in self.spec.workers]
             if self.spec.web:
-                self.web = DjangoServer(self.workspace, self.env, self.log_dir, port=self.web_port)
+                self.web = DjangoServer(self.workspace, self.env, self.log_dir, port=self.web_port,
+                                        sent_events=self.spec.events)
             # Side by side: every process starts at once, then each is waited for.
             for service in self.services():
                 service.launch()

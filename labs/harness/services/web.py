@@ -1,9 +1,11 @@
 """The hands-on's Django server, single-threaded as in the original, and a client for it.
 
 `runserver --nothreading --noreload` serves one request at a time in one
-process: exactly what step 1 is about. The client speaks to it like a browser:
+process: exactly what step 1 is about. It is started through services/runserver.py, which
+gives an idle client about a second (a browser's spare connection would hold it for ever). The client speaks to it like a browser:
 it keeps cookies, sends the CSRF token with every POST, and times each answer.
 """
+import os
 import re
 import sys
 import time
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import requests
 
+from ..paths import ROOT
 from ..tracebacks import headline
 from .causes import Cause, ServiceProblem
 from .processes import ServiceProcess, free_port
@@ -19,11 +22,15 @@ READY_TIMEOUT = 30  # seconds
 
 
 class DjangoServer:
-    def __init__(self, workspace, env, log_dir, port=None):
+    def __init__(self, workspace, env, log_dir, port=None, sent_events=False):
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        argv = [sys.executable, "-m", "django", "runserver", "--nothreading", "--noreload",
+        argv = [sys.executable, "-m", "labs.harness.services.runserver", "runserver", "--nothreading", "--noreload",
                 f"127.0.0.1:{self.port}"]
+        # The workspace first (its handson/ is the app), then this checkout for the launcher.
+        env = dict(env, PYTHONPATH=os.pathsep.join(dict.fromkeys([env["PYTHONPATH"], str(ROOT)])))
+        if sent_events:
+            env["HANDSON_SENT_EVENTS"] = "1"
         self.process = ServiceProcess("web", argv, env=env, cwd=Path(workspace),
                                       log_path=Path(log_dir) / "web.log")
         self.problem = None
