@@ -3,14 +3,20 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# Flower (the optional group `flower`), installed by the targets that start or test it.
+FLOWER_STAMP := $(VENV)/.installed-flower
 PYTEST := $(PY) -m pytest
 # SOLUTION=1 runs against the reference solution instead of your handson/.
 LAB_OPTS := $(if $(filter 1 yes true,$(SOLUTION)),--solution,)
+# FLOWER=1 make run: Flower too.
+WANT_FLOWER := $(filter 1 yes true,$(FLOWER))
 
-.PHONY: help install test lint run step1 step2 step3 step4 step5 step6 step7 step8 lab bench clean status hint watch reset grade
+.PHONY: help install test lint run flower step1 step2 step3 step4 step5 step6 step7 step8 lab bench clean status hint watch reset grade
 
 help:
 	@echo "make run        the hands-on app at http://127.0.0.1:$${PORT:-8000}/handson (Ctrl-C stops it)"
+	@echo "                FLOWER=1: Flower too, at http://127.0.0.1:$${FLOWER_PORT:-5555}"
+	@echo "make flower     Flower (the Celery monitor) beside a running make run"
 	@echo "make step1..8   check one step of your handson/ (SOLUTION=1: the reference)"
 	@echo "make lab        every step, in parallel"
 	@echo "make test       the project's own tests (labs on the reference + lab integrity)"
@@ -28,10 +34,17 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
+$(FLOWER_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,flower]'
+	@touch $(FLOWER_STAMP)
+
 install: $(STAMP)
 
-run: $(STAMP)
-	$(PY) -m labs.harness.tools.run $(LAB_OPTS)
+run: $(STAMP) $(if $(WANT_FLOWER),$(FLOWER_STAMP))
+	$(PY) -m labs.harness.tools.run $(LAB_OPTS) $(if $(WANT_FLOWER),--flower)
+
+flower: $(FLOWER_STAMP)
+	$(PY) -m labs.harness.tools.flower
 
 step1 step2 step3 step4 step5 step6 step7 step8: $(STAMP)
 	$(PYTEST) labs/test_$@.py $(LAB_OPTS)
@@ -40,7 +53,8 @@ step1 step2 step3 step4 step5 step6 step7 step8: $(STAMP)
 lab: $(STAMP)
 	$(PYTEST) labs $(LAB_OPTS) -n auto --dist loadfile
 
-test: $(STAMP)
+# The tests start Flower too (tests/test_monitoring.py), so they install it.
+test: $(FLOWER_STAMP)
 	$(PYTEST) tests
 
 lint: $(STAMP)

@@ -299,6 +299,10 @@ def main(argv=None):
     for number in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(number, _on_signal)
     run_dir = Path(tempfile.mkdtemp(prefix="celery-handson-run-"))
+    # The services' own temporary files (Celery's pool makes pymp-* folders that a killed worker
+    # cannot remove) go inside the run folder, which goes away with the run.
+    (run_dir / "tmp").mkdir()
+    os.environ["TMPDIR"] = str(run_dir / "tmp")
     stack = flower = None
     try:
         workspace = materialize(last_step(), run_dir / "reference") if args.solution else ROOT

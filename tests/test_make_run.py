@@ -1,0 +1,193 @@
+"""`make run` watches its services: a stopped worker is restarted, a stopped Redis or web
+server ends the run with a message, and a closed terminal leaves nothing behind. The web
+server serves the next request while a client holds an idle connection open."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+import pytest
+import requests
+
+from labs.harness.lesson.waiting import wait_for
+from labs.harness.paths import ROOT
+from labs.harness.services.processes import free_port
+
+from .helpers import marked_env, processes_marked, reference_app
+
+MESSAGE_WITHIN = 2.0  # seconds from a kill to make run's message
+
+
+class Run:
+    """`python -m labs.harness.tools.run --solution` as a child, its output read line by line."""
+
+    def __init__(self, tmp_path, *args, **env_extra):
+        self.folder = tmp_path / "tmp"
+        self.folder.mkdir()
+        self.port = free_port()
+        self.mark, env = marked_env(PORT=str(self.port), HANDSON_SLEEP="1", TMPDIR=str(self.folder),
+                                    HANDSON_LAB_DIR=str(tmp_path / "lab"), **env_extra)
+        self.process = subprocess.Popen([sys.executable, "-m", "labs.harness.tools.run", "--solution", *args],
+                                        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        text=True, start_new_session=True)
+        self.lines = []  # (monotonic time, line)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            self.lines.append((time.monotonic(), line.rstrip("\n")))
+
+    def output(self):
+        return "\n".join(line for _, line in self.lines)
+
+    def seen(self, text, after=0.0):
+        """The time ``text`` was printed (after ``after``), or None."""
+        return next((at for at, line in list(self.lines) if at >= after and text in line), None)
+
+    def wait_ready(self):
+        assert wait_for(lambda: self.seen("Open http://") or self.process.poll() is not None, timeout=90)
+        assert self.process.poll() is None, self.output()[-3000:]
+        return self
+
+    def service_pid(self, word):
+        """The pid of the service process (a child of make run) whose command line has ``word``."""
+        for child in psutil.Process(self.process.pid).children():
+            if word in " ".join(child.cmdline()):
+                return child.pid
+        raise AssertionError(f"no {word!r} among {[c.cmdline() for c in psutil.Process(self.process.pid).children()]}")
+
+    def left_behind(self):
+        return processes_marked(self.mark, folder=self.folder)
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+@pytest.fixture
+def make_run(tmp_path):
+    runs = []
+
+    def start(*args, **env):
+        runs.append(Run(tmp_path, *args, **env).wait_ready())
+        return runs[-1]
+
+    yield start
+    for run in runs:
+        run.stop()
+
+
+def _kill_and_time(run, word, message):
+    killed_at = time.monotonic()
+    os.kill(run.service_pid(word), signal.SIGKILL)
+    said_at = wait_for(lambda: run.seen(message, after=killed_at), timeout=10)
+    assert said_at, run.output()[-3000:]
+    return said_at - killed_at
+
+
+def test_a_killed_worker_is_announced_and_restarted(make_run):
+    run = make_run()
+    seconds = _kill_and_time(run, "-n default", "The worker default has stopped (killed by SIGKILL)")
+    assert seconds < MESSAGE_WITHIN, seconds
+    back = wait_for(lambda: run.seen("The worker default is running again"), timeout=30)
+    assert back, run.output()[-3000:]
+    assert wait_for(lambda: run.seen("Workers answering a ping: default-", after=back), timeout=5), run.output()[-2000:]
+    assert run.process.poll() is None
+    # Its log lines come with the message, and the app still works.
+    assert "Its last log lines (worker-default.log)" in run.output()
+    assert requests.get(f"http://127.0.0.1:{run.port}/handson", timeout=5).status_code == 200
+
+
+def test_a_worker_that_keeps_stopping_ends_the_run(make_run):
+    run = make_run()
+    for _ in range(3):
+        start = time.monotonic()
+        os.kill(run.service_pid("-n default"), signal.SIGKILL)
+        assert wait_for(lambda: run.seen("has stopped", after=start), timeout=MESSAGE_WITHIN), run.output()[-2000:]
+        wait_for(lambda: run.seen("running again", after=start) or run.process.poll() is not None, timeout=30)
+    assert run.process.wait(timeout=30) == 1
+    assert "3 times within 60 s: make run gives up and ends" in run.output(), run.output()[-2000:]
+    assert wait_for(lambda: not run.left_behind(), timeout=10), run.left_behind()
+
+
+def test_a_killed_web_server_ends_the_run_with_its_log_and_exit_code_1(make_run):
+    run = make_run()
+    seconds = _kill_and_time(run, "runserver", "The web server (Django runserver) has stopped (killed by SIGKILL)")
+    assert seconds < MESSAGE_WITHIN, seconds
+    assert run.process.wait(timeout=30) == 1
+    assert "Its last log lines (web.log)" in run.output() and "Starting development server" in run.output()
+    assert "Stopped: the web server, the worker and Redis are gone." in run.output()
+    assert wait_for(lambda: not run.left_behind(), timeout=10), run.left_behind()
+
+
+def test_a_killed_redis_ends_the_run(make_run):
+    run = make_run()
+    seconds = _kill_and_time(run, "redis-server", "Redis has stopped (killed by SIGKILL)")
+    assert seconds < MESSAGE_WITHIN, seconds
+    assert run.process.wait(timeout=30) == 1
+    assert "cannot go on without it" in run.output()
+    assert wait_for(lambda: not run.left_behind(), timeout=10), run.left_behind()
+
+
+@pytest.mark.parametrize("how", [signal.SIGHUP, signal.SIGTERM], ids=lambda s: s.name)
+def test_a_closed_terminal_or_sigterm_stops_everything_and_leaves_nothing(make_run, how):
+    run = make_run()
+    assert run.left_behind() and list(run.folder.glob("celery-handson-run-*"))
+    run.process.send_signal(how)
+    run.process.wait(timeout=30)
+    assert f"{how.name} received" in run.output() and "Stopped:" in run.output(), run.output()[-2000:]
+    assert wait_for(lambda: not run.left_behind(), timeout=10), run.left_behind()
+    assert not list(run.folder.iterdir()), list(run.folder.iterdir())
+
+
+def test_a_bad_flower_port_is_refused():
+    result = subprocess.run([sys.executable, "-m", "labs.harness.tools.run", "--flower"], cwd=ROOT, text=True,
+                            capture_output=True, env=dict(os.environ, FLOWER_PORT="abc", HANDSON_LANG="en"),
+                            timeout=60)
+    assert result.returncode != 0 and "FLOWER_PORT='abc'" in result.stderr, result.stderr
+
+
+def test_make_flower_without_a_run_says_to_start_one(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "labs.harness.tools.flower"], cwd=ROOT, text=True,
+                            capture_output=True, timeout=60,
+                            env=dict(os.environ, HANDSON_LANG="en", HANDSON_LAB_DIR=str(tmp_path),
+                                     FLOWER_PORT=str(free_port())))
+    assert result.returncode != 0 and "make run is not running" in result.stderr, result.stderr
+
+
+def test_an_idle_connection_does_not_hold_the_server_and_a_slow_view_still_does(tmp_path):
+    with reference_app(tmp_path, "2") as stack:
+        # A browser's spare connection: opened, never used.
+        idle = socket.create_connection(("127.0.0.1", stack.web.port))
+        try:
+            started = time.monotonic()
+            assert requests.get(stack.web.url + "/handson", timeout=10).status_code == 200
+            assert time.monotonic() - started < 1.5
+        finally:
+            idle.close()
+        # Step 1's lesson holds: while the slow view sleeps, the second tab waits for it.
+        client = stack.web.client()
+        client.get("/handson")
+        slow = threading.Thread(target=client.post, args=("/handson/task_step1",))
+        slow.start()
+        assert wait_for(lambda: _busy(stack.web.port), timeout=5)
+        started = time.monotonic()
+        requests.get(stack.web.url + "/handson", timeout=10)
+        waited = time.monotonic() - started
+        slow.join()
+        assert waited > 1.0, waited
+
+
+def _busy(port):
+    """True once a client is connected to the server (the slow POST, here)."""
+    return any(conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_ESTABLISHED
+               for conn in psutil.net_connections("tcp"))
