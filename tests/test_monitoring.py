@@ -1,0 +1,62 @@
+"""Flower, started the way `make run` starts it, sees the run's worker and its tasks with the
+times they were sent (by the web app), received and started (by the worker)."""
+import time
+
+import psutil
+import pytest
+import requests
+
+from labs.harness.lesson.waiting import wait_for
+from labs.harness.services.flower import Flower, installed
+from labs.harness.services.processes import free_port
+from labs.harness.services.stack import StackSpec
+
+from .helpers import reference_app
+
+
+def test_flower_is_installed_for_the_tests():
+    # `make test` installs the optional group, so the Flower test runs in CI and never skips.
+    assert installed(), "Flower is missing: pip install -e '.[flower]' (make test does it)"
+
+
+@pytest.fixture
+def monitored_app(tmp_path):
+    with reference_app(tmp_path, "0.5", StackSpec(events=True)) as stack:
+        flower = Flower(stack.redis.broker_url, stack.redis.result_backend_url, tmp_path, free_port()).start()
+        try:
+            yield stack, flower
+        finally:
+            flower.stop()
+
+
+def test_flower_shows_the_worker_and_each_task_with_its_times(monitored_app):
+    stack, flower = monitored_app
+    node = stack.worker.hostname()
+    assert "task events: ON" in stack.worker.log()
+
+    workers = wait_for(lambda: flower.api("workers?refresh=1"), timeout=20)
+    assert node in workers, (workers, flower.process.log_tail())
+    assert workers[node]["stats"]["pool"]["max-concurrency"] == stack.worker.spec.concurrency
+
+    sent_at = time.time()
+    assert stack.web.client().post("/handson/task_step2").status == 302
+
+    def finished():
+        return [task for task in flower.api("tasks").values()
+                if task["name"] == "handson.tasks.hello" and task["state"] == "SUCCESS"]
+
+    tasks = wait_for(finished, timeout=20)
+    assert tasks, (flower.api("tasks"), flower.process.log_tail())
+    task = tasks[0]
+    # Sent by the web app (task_send_sent_event), then received and started by the worker.
+    assert task["sent"] and task["received"] and task["started"] and task["succeeded"], task
+    assert sent_at - 1 <= task["sent"] <= task["received"] <= task["started"] <= task["succeeded"], task
+    assert task["worker"] == node and task["client"], task
+
+
+def test_flower_listens_on_127_0_0_1_only_and_its_api_needs_no_login(monitored_app):
+    _, flower = monitored_app
+    listening = {conn.laddr.ip for conn in psutil.Process(flower.process.pid).net_connections("tcp")
+                 if conn.status == psutil.CONN_LISTEN}
+    assert listening == {"127.0.0.1"}, listening
+    assert requests.get(flower.url + "/api/workers?status=1", timeout=10).status_code == 200
