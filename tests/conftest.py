@@ -8,6 +8,8 @@ import os
 import shutil
 import tempfile
 
+import pytest
+
 
 def pytest_configure(config):
     os.environ["HANDSON_LAB_DIR"] = tempfile.mkdtemp(prefix="celery-handson-lab-")
@@ -27,3 +29,19 @@ def pytest_unconfigure(config):
         os.environ.pop("TMPDIR", None)
     else:
         os.environ["TMPDIR"] = before
+
+
+@pytest.fixture
+def make_run(tmp_path):
+    """Starts `make run` (python -m labs.harness.tools.run --solution) as a child; stops it afterwards."""
+    from .helpers import Run  # imported once the session's environment is set
+
+    runs = []
+
+    def start(*args, **env):
+        runs.append(Run(tmp_path, *args, **env).wait_ready())
+        return runs[-1]
+
+    yield start
+    for run in runs:
+        run.stop()

@@ -2,15 +2,20 @@
 what a run left behind, and the finished app on the stack `make run` uses."""
 import contextlib
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 import uuid
 
 import psutil
 
+from labs.harness.lesson.waiting import wait_for
 from labs.harness.paths import ROOT
 from labs.harness.reference import materialize
 from labs.harness.runner import run_labs
+from labs.harness.services.processes import free_port
 from labs.harness.services.redis import LocalRedis
 from labs.harness.services.stack import Stack, StackSpec
 from labs.harness.steps import last_step, modules
@@ -72,3 +77,54 @@ def reference_app(run_dir, sleep, spec=StackSpec()):
     with Stack(workspace, LocalRedis(run_dir), sleep, run_dir, spec) as stack:
         assert not stack.problems(), stack.problems()
         yield stack
+
+
+class Run:
+    """`python -m labs.harness.tools.run --solution` as a child, its output read line by line."""
+
+    def __init__(self, tmp_path, *args, **env_extra):
+        self.folder = tmp_path / "tmp"
+        self.folder.mkdir()
+        self.port = free_port()
+        self.mark, env = marked_env(PORT=str(self.port), HANDSON_SLEEP="1", TMPDIR=str(self.folder),
+                                    HANDSON_LAB_DIR=str(tmp_path / "lab"), **env_extra)
+        self.process = subprocess.Popen([sys.executable, "-m", "labs.harness.tools.run", "--solution", *args],
+                                        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        text=True, start_new_session=True)
+        self.lines = []  # (monotonic time, line)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            self.lines.append((time.monotonic(), line.rstrip("\n")))
+
+    def output(self):
+        return "\n".join(line for _, line in self.lines)
+
+    def seen(self, text, after=0.0):
+        """The time ``text`` was printed (after ``after``), or None."""
+        return next((at for at, line in list(self.lines) if at >= after and text in line), None)
+
+    def wait_ready(self):
+        assert wait_for(lambda: self.seen("Open http://") or self.process.poll() is not None, timeout=90)
+        assert self.process.poll() is None, self.output()[-3000:]
+        return self
+
+    def service_pid(self, word):
+        """The pid of the service process (a child of make run) whose command line has ``word``."""
+        for child in psutil.Process(self.process.pid).children():
+            if word in " ".join(child.cmdline()):
+                return child.pid
+        raise AssertionError(f"no {word!r} among {[c.cmdline() for c in psutil.Process(self.process.pid).children()]}")
+
+    def left_behind(self):
+        return processes_marked(self.mark, folder=self.folder)
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
