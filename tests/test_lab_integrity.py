@@ -1,7 +1,7 @@
 """The lab grades what it claims to: every starter fails, every reference passes.
 
-For each N, the reference of step N (1 = the untouched starter) runs all four
-lab modules in a child pytest, exactly as a learner's run would. Steps up to N
+For each N, the reference of step N (1 = the untouched starter) runs every lab
+module (labs/steps.toml) in a child pytest, as `make lab` would (two xdist workers). Steps up to N
 must pass; later steps must FAIL with assertion messages, never error out (a
 fixture traceback, a collection error) and never hang. No process of any run
 may be left behind. The reference of the last step passing everything is the
@@ -21,7 +21,8 @@ def _summary(run):
 
 @pytest.mark.parametrize("reference", range(1, last_step() + 1), ids=lambda n: f"reference{n}")
 def test_reference_passes_its_steps_and_fails_the_later_ones(reference):
-    run, left_behind = run_marked(STEP_MODULES, pytest_args=["--reference", str(reference)])
+    # Two xdist workers, each with a stack of its own, one module on one worker: half the wall time on 2 cores.
+    run, left_behind = run_marked(STEP_MODULES, pytest_args=["--reference", str(reference), "-n", "2", "--dist", "loadfile"])
 
     assert run.outcomes and not run.timed_out, f"no outcome read (timed out: {run.timed_out}):\n{run.output[-3000:]}"
     assert not [o for o in run.outcomes if o.status in ("error", "skipped")], _summary(run)
