@@ -140,18 +140,19 @@ def _too_slow(delays):
     return next(((number, delay) for number, delay in enumerate(delays, start=1) if delay > 2 ** (number - 1)), None)
 
 
-def _follow(task_id, result_backend, celery_worker, mark):
-    """Watch one task until it ends (or waits too long for a retry): (states seen, log events)."""
-    seen = []
-
+def _follow(task_id, result_backend, recorded, celery_worker, mark):
+    """Watch one task until it ends (or waits too long for a retry): (every state the backend stored for it,
+    in order, without repeats; log events). A RETRY can last milliseconds (jitter picks 0 s), so the states
+    come from the backend's own notifications (``recorded``), not from polling."""
     def ended():
-        state = result_backend.state(task_id)
-        if not seen or seen[-1] != state:
-            seen.append(state)
         events = task_events(celery_worker.log(mark), CALL_SERVICE, task_id)
-        return state in ENDED or _too_slow(_delays(events))
+        return result_backend.state(task_id) in ENDED or _too_slow(_delays(events))
 
     wait_for(ended, timeout=RETRIED_WITHIN, interval=0.02)
+    seen = []
+    for state in recorded.states(task_id) + [result_backend.state(task_id)]:
+        if not seen or seen[-1] != state:
+            seen.append(state)
     return seen, task_events(celery_worker.log(mark), CALL_SERVICE, task_id)
 
 
@@ -190,9 +191,9 @@ def test_a_call_that_fails_is_retried_and_succeeds_when_the_service_recovers(
     """The key that fails twice: stored RETRY between calls, retried after 1 s then up to 2 s, SUCCESS on call 3."""
     celery_worker.require_running()
     mark = celery_worker.mark()
-    task = _press_step5(web)["recovers"]
-
-    seen, events = _follow(task["id"], result_backend, celery_worker, mark)
+    with result_backend.recording() as recorded:
+        task = _press_step5(web)["recovers"]
+        seen, events = _follow(task["id"], result_backend, recorded, celery_worker, mark)
     delays = _delays(events)
     _check_backoff(delays)
     assert "RETRY" in seen, say(
@@ -220,9 +221,9 @@ def test_a_service_that_stays_down_fails_after_max_retries_plus_one_calls(
     and the page shows the exception."""
     celery_worker.require_running()
     mark = celery_worker.mark()
-    task = _press_step5(web)["down"]
-
-    seen, events = _follow(task["id"], result_backend, celery_worker, mark)
+    with result_backend.recording() as recorded:
+        task = _press_step5(web)["down"]
+        seen, events = _follow(task["id"], result_backend, recorded, celery_worker, mark)
     delays = _delays(events)
     _check_backoff(delays)
     calls = _calls(result_backend, task["key"])

@@ -4,11 +4,12 @@
 What you see
     The prefork worker runs each task in a pool process. If that process dies in
     the middle of a task (killed by the out-of-memory killer, a segfault in a C
-    library, ``kill -9``), the worker notices at its next pool check (within 5 s),
-    starts a new pool process, and, by default, stores the task FAILURE with
-    ``WorkerLostError``. The work is lost: the worker had acknowledged the
-    message when it took it, so the broker forgot it. The first test shows it
-    with hello: it kills the pool process whose pid the STARTED result holds.
+    library, ``kill -9``), the worker notices (at once, or at its next pool check,
+    within 5 s), starts a new pool process, and, by default, stores the task
+    FAILURE with ``WorkerLostError``. The work is lost: the worker had
+    acknowledged the message when it took it, so the broker forgot it. The first
+    test shows it with hello: it kills the pool process whose pid the STARTED
+    result holds.
 
 What you build
     The "Step6" button posts to /handson/task_step6. Its view sends
@@ -55,8 +56,8 @@ Files to edit
 
 見えること
     prefork ワーカーは各タスクをプールプロセスで実行します。そのプロセスがタスクの途中で死ぬと
-    (メモリ不足で強制終了、C ライブラリのセグフォ、``kill -9``)、ワーカーは次のプール点検時
-    (5 秒以内) に気づき、新しいプールプロセスを起動し、既定ではタスクを ``WorkerLostError`` の
+    (メモリ不足で強制終了、C ライブラリのセグフォ、``kill -9``)、ワーカーは (すぐに、または次の
+    プール点検時、5 秒以内に) 気づき、新しいプールプロセスを起動し、既定ではタスクを ``WorkerLostError`` の
     FAILURE として保存します。処理は失われます。ワーカーは受け取った時点でメッセージを確認応答
     (ack) しており、ブローカーはそれを忘れたからです。最初のテストは hello でこれを示します
     (STARTED の結果にある pid のプールプロセスを kill します)。

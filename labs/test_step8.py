@@ -106,6 +106,7 @@ import pytest
 
 from labs.harness.i18n import say
 from labs.harness.lesson.checks import declared_workers, listed_tasks, press
+from labs.harness.lesson.waiting import wait_for
 from labs.harness.services.procfile import PROCFILE, ProcfileError, read_procfile
 from labs.harness.services.stack import StackSpec
 from labs.harness.services.worker import WorkerSpec
@@ -143,18 +144,21 @@ def step8(lab_stack, workspace, result_backend, redis_server, sleep_seconds):
     try:
         before = {task["id"] for task in listed_tasks(web)}
         press(web, "Step8", "TaskStep8", "task_step8", "/handson/task_step8")
-        sent = {}
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and len(sent) < THUMBNAILS + LONG_REPORTS:
-            sent = {task["id"]: task["name"] for task in listed_tasks(web) if task["id"] not in before}
-            time.sleep(0.05)
+
+        def new_tasks():
+            fresh = {task["id"]: task["name"] for task in listed_tasks(web) if task["id"] not in before}
+            return fresh if len(fresh) >= THUMBNAILS + LONG_REPORTS else None
+
+        sent = wait_for(new_tasks, timeout=5) or {task["id"]: task["name"] for task in listed_tasks(web)
+                                                  if task["id"] not in before}
     except pytest.fail.Exception as failure:
         seen["problem"] = str(failure)
         return seen
     tasks = seen["tasks"] = {task_id: {"name": name, "state": None, "started": None, "ended": None}
                              for task_id, name in sent.items()}
-    deadline = time.monotonic() + 6 * sleep_seconds + 8
-    while time.monotonic() < deadline:
+
+    def sample():
+        """One look at the list "slow" and every state; true once every task has ended."""
         # The list first, the states after: a long report fetched from the list while the other one
         # still shows STARTED was reserved by a busy worker (a finished one is stored before it is acked).
         queued, now = broker.llen("slow"), time.monotonic()
@@ -174,9 +178,9 @@ def step8(lab_stack, workspace, result_backend, redis_server, sleep_seconds):
             seen["hoarded"] |= queued == 0
         if running and shorts and all(task["state"] == "SUCCESS" for task in shorts):
             seen["short_done_while_long_runs"] = True
-        if all(task["state"] in ENDED for task in tasks.values()):
-            break
-        time.sleep(0.02)
+        return all(task["state"] in ENDED for task in tasks.values())
+
+    wait_for(sample, timeout=6 * sleep_seconds + 8, interval=0.02)
     seen["received"] = {worker.spec.node: worker.log(marks[worker]) for worker in lab_stack.workers}
     seen["queues"] = {worker.spec.node: worker.spec.queues for worker in lab_stack.workers}
     return seen

@@ -2,9 +2,11 @@
 what a run left behind, and the finished app on the stack `make run` uses."""
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -64,10 +66,15 @@ def child_pytest(*args, cwd=ROOT, env=None, background=False, timeout=120):
 
 
 def run_marked(modules, pytest_args=(), timeout=600, **env_extra):
-    """run_labs with a marker; returns (run, processes still alive afterwards)."""
-    mark, env = marked_env(**env_extra)
-    run = run_labs(modules, pytest_args=pytest_args, env=env, timeout=timeout)
-    return run, processes_marked(mark, run.pid)
+    """run_labs with a marker and a TMPDIR of its own (every run folder of the child, and of its xdist
+    workers, is made there); returns (run, processes still alive afterwards)."""
+    scratch = tempfile.mkdtemp(prefix="celery-handson-child-")
+    mark, env = marked_env(TMPDIR=scratch, **env_extra)
+    try:
+        run = run_labs(modules, pytest_args=pytest_args, env=env, timeout=timeout)
+        return run, processes_marked(mark, run.pid, folder=scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -1,13 +1,21 @@
 """What the tests read and send through Celery's own doors, never through the learner's modules.
 
 - The result backend is read straight from Redis (`celery-task-meta-<id>` keys,
-  JSON), which is what every Celery client sees.
+  JSON), which is what every Celery client sees. Celery's Redis backend also
+  publishes every write on a channel named like the key: ``recording()`` listens
+  there, so a state that lasts a few milliseconds (RETRY between two quick tries)
+  is seen too, which polling the key can miss.
 - A revoke without terminate is sent as a broadcast on the broker, the same
   message `AsyncResult(id).revoke()` sends.
 """
+import contextlib
 import json
+import threading
 
+import redis as redis_client
 from celery import Celery
+
+META_PREFIX = "celery-task-meta-"
 
 
 class ResultBackend:
@@ -25,7 +33,53 @@ class ResultBackend:
         return meta["status"] if meta else None
 
     def task_ids(self):
-        return {key.decode()[len("celery-task-meta-"):] for key in self.client.scan_iter("celery-task-meta-*")}
+        return {key.decode()[len(META_PREFIX):] for key in self.client.scan_iter(META_PREFIX + "*")}
+
+    @contextlib.contextmanager
+    def recording(self):
+        """Every state the backend stores while the block runs: yields a StateRecorder."""
+        recorder = StateRecorder(self.client)
+        try:
+            yield recorder
+        finally:
+            recorder.close()
+
+
+class StateRecorder:
+    """The states the result backend publishes, in order, from a thread listening on its channels."""
+
+    def __init__(self, client):
+        self.pubsub = client.pubsub()
+        self.pubsub.psubscribe(META_PREFIX + "*")
+        # Wait for Redis to confirm, so that no write made after this returns is missed.
+        for _ in range(50):
+            if (self.pubsub.get_message(timeout=0.1) or {}).get("type") == "psubscribe":
+                break
+        self.seen, self._stop = [], threading.Event()
+        self._thread = threading.Thread(target=self._listen, daemon=True)
+        self._thread.start()
+
+    def _listen(self):
+        while not self._stop.is_set():
+            try:
+                message = self.pubsub.get_message(timeout=0.05)
+            except (redis_client.RedisError, OSError, ValueError):
+                return
+            if message and message.get("type") == "pmessage":
+                try:
+                    status = json.loads(message["data"]).get("status")
+                except (ValueError, AttributeError):
+                    continue
+                self.seen.append((message["channel"].decode()[len(META_PREFIX):], status))
+
+    def states(self, task_id):
+        """The states stored for ``task_id`` so far, in order (repeats kept: RETRY, STARTED, RETRY ...)."""
+        return [status for seen_id, status in list(self.seen) if seen_id == task_id]
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.pubsub.close()
 
 
 class BrokerControl:
