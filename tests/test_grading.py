@@ -8,6 +8,7 @@ a learner's clone whose labs/test_step2.py always passes. Every result.json is p
 through Classroom 50's own checks (classroom50_contract.py).
 """
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -130,16 +131,17 @@ def test_points_are_integers_that_add_up_to_the_step(tmp_path):
         for count in range(1, 8):
             shares = largest_remainder(total, count)
             assert sum(shares) == total and max(shares) - min(shares) <= 1 and all(type(s) is int for s in shares)
-    step = replace(load_steps()[1], test_points={"test_b": 20})
+    step = replace(load_steps()[1], points=40, test_points={"test_b": 20})
     assert step.split(["test_a", "test_b", "test_c"]) == {"test_a": 10, "test_b": 20, "test_c": 10}
     with pytest.raises(ValueError, match="test_x"):
         replace(step, test_points={"test_x": 1}).split(["test_a"])
 
     from labs.harness.steps import load_steps as load
     toml = (ROOT / "labs" / "steps.toml").read_text()
-    for bad, says in (("points = 40", "points = 40.0"), ("points = 40", 'points = 40\ntest_points = { a = 41 }')):
+    points = re.search(r"^points = (\d+)$", toml, flags=re.M)
+    for says in (f"points = {points.group(1)}.0", f"{points.group(0)}\ntest_points = {{ a = {int(points.group(1)) + 1} }}"):
         broken = tmp_path / f"steps{len(says)}.toml"
-        broken.write_text(toml.replace(bad, says, 1))
+        broken.write_text(toml.replace(points.group(0), says, 1))
         with pytest.raises(ValueError, match="points"):
             load(broken)
 
@@ -280,7 +282,7 @@ def test_judge_scores_only_tests_that_passed_in_a_clean_run():
     from labs.harness.runner import LabRun, TestOutcome
     from labs.harness.tools.grade import CannotGrade, judge
 
-    step = load_steps()[1]
+    step = replace(load_steps()[1], points=40)  # 14, 13, 13 over three tests
     names = ["test_a", "test_b", "test_c"]
 
     def run(*statuses, exit_code=1, timed_out=False):
