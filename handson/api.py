@@ -46,7 +46,8 @@ def _when(stamp):
 
 def timeline(tasks, now=None, shown=20):
     """Bars of the newest ``shown`` tasks, oldest first, on one time axis from the first one's
-    sending to now: [{"task", "wait": (left %, width %), "run": (left %, width %) or None}].
+    sending to now: [{"task", "wait": (left %, width %), "run": (left %, width %) or None}]; a task that
+    ended without starting (revoked while queued) gets a short "run" mark at its end, in its state's colour.
     The page's script draws the same bars again from the JSON API (handson/templates/handson/_live.html)."""
     now = time.time() if now is None else now
     picked = [task for task in tasks[:shown] if _when(task["sent"])][::-1]
@@ -64,8 +65,10 @@ def timeline(tasks, now=None, shown=20):
         end = finished or now
         begun = started if started and (not finished or started <= finished) else None
         wait_end = begun or end
-        bars.append({"task": task, "wait": (pct(sent), round(max(pct(wait_end) - pct(sent), 0.3), 2)),
-                     "run": (pct(begun), round(max(pct(end) - pct(begun), 0.3), 2)) if begun else None})
+        run = (pct(begun), round(max(pct(end) - pct(begun), 0.3), 2)) if begun else None
+        if run is None and task["ready"]:  # ended without starting (revoked in the queue): a mark at its end
+            run = (round(max(pct(end) - 0.6, 0), 2), 0.6)
+        bars.append({"task": task, "wait": (pct(sent), round(max(pct(wait_end) - pct(sent), 0.3), 2)), "run": run})
     return bars
 
 
