@@ -112,16 +112,18 @@ def _message(args):
 
 def typed_result(state, raw):
     """The result as the API shows it: one JSON shape per state (see handson/api.py)."""
+    exception = isinstance(raw, dict) and "exc_type" in raw
     if state == states.PENDING:
         return None
-    if isinstance(raw, dict) and "exc_type" in raw:
-        if state == states.REVOKED:
-            return {"reason": _message(raw.get("exc_message", []))}
-        return {"exc_type": raw["exc_type"], "exc_message": _message(raw.get("exc_message", []))}
-    if state == states.STARTED and isinstance(raw, dict):
+    if state == states.STARTED:
+        raw = raw if isinstance(raw, dict) else {}
         return {"pid": raw.get("pid"), "hostname": raw.get("hostname")}
     if state == states.REVOKED:
-        return {"reason": str(raw or "revoked")}
+        return {"reason": _message(raw.get("exc_message", [])) if exception else str(raw or "revoked")}
+    if state in (states.FAILURE, states.RETRY):
+        if exception:
+            return {"exc_type": raw["exc_type"], "exc_message": _message(raw.get("exc_message", []))}
+        return {"exc_type": "unknown", "exc_message": "" if raw is None else str(raw)}
     return {"value": raw}
 
 

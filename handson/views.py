@@ -36,9 +36,11 @@ class Base(TemplateView):
     template_name = "handson/start_task.html"
 
     def get(self, request, *args, **kwargs):
+        # Imported here, not at the top: the imports at the top are the lines the steps edit.
         from django.http import HttpResponseBadRequest
 
-        from . import api  # imported here: the imports above are the ones the steps edit
+        from . import api
+
         try:
             self.page = api.page_number(request.GET.get("page"))
         except ValueError as wrong:

@@ -10,12 +10,11 @@ What you build
     ``revoke`` broadcasts "do not run these ids" to every worker, all the ids in
     one message. (A loop of ``celery_app.AsyncResult(task_id).revoke(terminate=True)``
     is not wrong: it sends one broadcast per id, which is slow with thousands of
-    tasks.) A worker skips a
-    revoked task when its turn comes ("Discarding revoked task") and stores it
-    REVOKED. ``terminate=True`` also kills the pool process already running it
-    (SIGTERM by default), which only a prefork (or eventlet/gevent) pool can do;
-    the task is stored REVOKED ("terminated") and the worker starts a new pool
-    process.
+    tasks.) A worker skips a revoked task when its turn comes ("Discarding revoked
+    task") and stores it REVOKED. ``terminate=True`` also kills the pool process
+    already running it (SIGTERM by default), which only a prefork (or eventlet/gevent)
+    pool can do; the task is stored REVOKED ("terminated") and the worker starts a
+    new pool process.
 
 Files to edit
     handson/views.py   class TaskStep4(View) whose post() revokes as above and
