@@ -5,22 +5,23 @@ a worker starts or finishes it, and it answers PENDING for any id it does not
 know. A task still waiting in the queue and an id nobody ever sent look the
 same. So the app writes down every task it sends (a signal handler below does
 it on every ``.delay()``), and asks the result backend for the state of those
-only (``AsyncResult(id).state``).
+only: the entry ``AsyncResult(id).state`` reads (``celery-task-meta-<id>``),
+fetched for a whole page of tasks in one round trip (a pipeline with MGET).
 
 The list lives in the same Redis as the results and expires with them.
 """
 import datetime
 import functools
+import json
 
 import redis
 from celery import current_app, states
 from celery.backends.base import DisabledBackend
-from celery.result import AsyncResult
 from celery.signals import before_task_publish, task_prerun
 from django.conf import settings
 
 KEEP_SECONDS = 24 * 3600  # Celery keeps results one day (result_expires)
-SHOWN = 50  # the page shows the newest tasks only
+SHOWN = 50  # tasks per page of the list, newest first
 INDEX = "handson:tasks"  # sorted set: task id -> time it was sent
 
 
@@ -48,7 +49,7 @@ def _client(url):
     return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
 
 
-def _celery_app():
+def celery_app():
     """The Celery app the web server uses, once it can read results (step 2)."""
     if isinstance(current_app.backend, DisabledBackend):
         raise TaskLogUnavailable(
@@ -58,13 +59,24 @@ def _celery_app():
     return current_app
 
 
+def _args_json(body):
+    # The message body (protocol 2) is (args, kwargs, embed); with the json serializer the
+    # arguments are JSON already. Anything else is kept as its repr, never dropped.
+    try:
+        args = body[0] if isinstance(body, (list, tuple)) and body else []
+        return json.dumps(list(args), default=repr)
+    except (TypeError, ValueError):
+        return "[]"
+
+
 @before_task_publish.connect
-def _note_sent(sender=None, headers=None, **_):
+def _note_sent(sender=None, headers=None, body=None, **_):
     # Runs in whichever process sends a task (the web server, on .delay()), just
     # before the message goes to the broker, so the record exists before any
     # worker can start the task.
     task_id, sent = headers["id"], _now()
-    record = {"name": sender or "", "args": headers.get("argsrepr", ""), "sent": sent.isoformat()}
+    record = {"name": sender or "", "args": headers.get("argsrepr", ""), "args_json": _args_json(body),
+              "sent": sent.isoformat()}
     try:
         with _redis().pipeline() as pipe:
             pipe.hset(_record_key(task_id), mapping=record)
@@ -89,39 +101,123 @@ def _note_start(task_id=None, **_):
         pass  # a missing start time must never stop the task itself
 
 
-def _describe(task_id, record):
-    """One task as the page and the API show it."""
-    result = AsyncResult(task_id, app=_celery_app())  # a fresh object: states are cached
-    state, value = result.state, result.result
-    if isinstance(value, BaseException):
-        value = f"{type(value).__name__}: {value}"
-    finished = result.date_done
+def _message(args):
+    """An exception's message as ``str(exception)`` would print it, from the args the backend stores."""
+    if not isinstance(args, (list, tuple)):
+        return str(args)
+    if len(args) == 1:
+        return str(args[0])
+    return "" if not args else str(tuple(args))
+
+
+def typed_result(state, raw):
+    """The result as the API shows it: one JSON shape per state (see handson/api.py)."""
+    exception = isinstance(raw, dict) and "exc_type" in raw
+    if state == states.PENDING:
+        return None
+    if state == states.STARTED:
+        raw = raw if isinstance(raw, dict) else {}
+        return {"pid": raw.get("pid"), "hostname": raw.get("hostname")}
+    if state == states.REVOKED:
+        return {"reason": _message(raw.get("exc_message", [])) if exception else str(raw or "revoked")}
+    if state in (states.FAILURE, states.RETRY):
+        if exception:
+            return {"exc_type": raw["exc_type"], "exc_message": _message(raw.get("exc_message", []))}
+        return {"exc_type": "unknown", "exc_message": "" if raw is None else str(raw)}
+    return {"value": raw}
+
+
+def _finished(state, meta):
+    stamp = meta.get("date_done") if state in states.READY_STATES else None
+    if not stamp:
+        return None
+    try:
+        when = datetime.datetime.fromisoformat(str(stamp))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return when.isoformat()
+
+
+def _args(record):
+    try:
+        args = json.loads(record.get("args_json", ""))
+    except ValueError:
+        # a task sent before the app stored its arguments as JSON: keep the text it noted
+        args = [record["args"]] if record.get("args") else []
+    return args if isinstance(args, list) else [args]
+
+
+def _describe(task_id, record, meta):
+    """One task as the page and the API show it, from its record and its result-backend entry."""
+    state = meta.get("status", states.PENDING) if meta else states.PENDING
     return {
         "id": task_id,
         "name": record.get("name", ""),
-        "args": record.get("args", ""),
+        "args": _args(record),
         "state": state,
-        "result": value,
+        "result": typed_result(state, meta.get("result") if meta else None),
         "sent": record.get("sent"),
         "started": record.get("started"),
-        "finished": finished.isoformat() if finished else None,
+        "finished": _finished(state, meta or {}),
         "ready": state in states.READY_STATES,
     }
 
 
-def _read(client, task_id):
-    raw = client.hgetall(_record_key(task_id))
-    return {key.decode(): value.decode() for key, value in raw.items()}
+def _decode(app, raw):
+    if raw is None:
+        return None
+    try:
+        meta = app.backend.decode(raw)
+    except Exception:  # noqa: BLE001 - an entry the app cannot read is shown as unknown, not a crash
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _metas(client, app, task_ids):
+    """The backend's entries of many tasks, in one MGET per thousand ids."""
+    metas = []
+    for first in range(0, len(task_ids), 1000):
+        keys = [app.backend.get_key_for_task(task_id) for task_id in task_ids[first:first + 1000]]
+        metas.extend(_decode(app, raw) for raw in client.mget(keys))
+    return metas
+
+
+def _records(client, app, task_ids):
+    """[(task id, record, backend entry)] of many tasks in one round trip (a pipeline)."""
+    if not task_ids:
+        return []
+    with client.pipeline(transaction=False) as pipe:
+        for task_id in task_ids:
+            pipe.hgetall(_record_key(task_id))
+        pipe.mget([app.backend.get_key_for_task(task_id) for task_id in task_ids])
+        answers = pipe.execute()
+    records = [{key.decode(): value.decode() for key, value in raw.items()} for raw in answers[:-1]]
+    return [_describe(task_id, record, _decode(app, raw))
+            for task_id, record, raw in zip(task_ids, records, answers[-1])]
+
+
+def page(number=1):
+    """One page of the tasks the app sent, newest first:
+    {"tasks": [...], "page": number, "pages": count, "total": tasks, "per_page": SHOWN, "now": time}."""
+    try:
+        client = _redis()
+        app = celery_app()
+        total = client.zcard(INDEX)
+        pages = max(1, -(-total // SHOWN))
+        first = (number - 1) * SHOWN
+        ids = [raw.decode() for raw in client.zrevrange(INDEX, first, first + SHOWN - 1)]
+        tasks = _records(client, app, ids)
+    except redis.RedisError as error:
+        raise TaskLogUnavailable(f"Redis did not answer: {error}") from error
+    return {"tasks": tasks, "page": number, "pages": pages, "total": total, "per_page": SHOWN,
+            "now": _now().isoformat()}
 
 
 def recent():
-    """The newest tasks the app sent, newest first."""
-    try:
-        client = _redis()
-        ids = [raw.decode() for raw in client.zrevrange(INDEX, 0, SHOWN - 1)]
-        return [_describe(task_id, _read(client, task_id)) for task_id in ids]
-    except redis.RedisError as error:
-        raise TaskLogUnavailable(f"Redis did not answer: {error}") from error
+    """The newest tasks the app sent, newest first (the first page)."""
+    return page(1)["tasks"]
 
 
 def find(task_id):
@@ -130,17 +226,21 @@ def find(task_id):
         client = _redis()
         if client.zscore(INDEX, task_id) is None:
             return None
-        return _describe(task_id, _read(client, task_id))
+        app = celery_app()
+        [task] = _records(client, app, [task_id])
+        return task
     except redis.RedisError as error:
         raise TaskLogUnavailable(f"Redis did not answer: {error}") from error
 
 
 def unfinished():
-    """Ids of every task this app sent that is still queued or running."""
+    """Ids of every task this app sent that is still queued or running (states read with MGET)."""
     try:
         client = _redis()
         ids = [raw.decode() for raw in client.zrange(INDEX, 0, -1)]
+        app = celery_app()
+        metas = _metas(client, app, ids)
     except redis.RedisError as error:
         raise TaskLogUnavailable(f"Redis did not answer: {error}") from error
-    app = _celery_app()
-    return [task_id for task_id in ids if AsyncResult(task_id, app=app).state not in states.READY_STATES]
+    return [task_id for task_id, meta in zip(ids, metas)
+            if (meta or {}).get("status", states.PENDING) not in states.READY_STATES]

@@ -5,15 +5,16 @@ What you build
     The "StopAllTasks" button posts to /handson/task_step4. Its view stops every
     task the app sent that has not finished, running or still queued:
 
-        for task_id in tasklog.unfinished():
-            celery_app.AsyncResult(task_id).revoke(terminate=True)
+        celery_app.control.revoke(tasklog.unfinished(), terminate=True)
 
-    ``revoke`` broadcasts "do not run this id" to every worker. A worker skips a
-    revoked task when its turn comes ("Discarding revoked task") and stores it
-    REVOKED. ``terminate=True`` also kills the pool process already running it
-    (SIGTERM by default), which only a prefork (or eventlet/gevent) pool can do;
-    the task is stored REVOKED ("terminated") and the worker starts a new pool
-    process.
+    ``revoke`` broadcasts "do not run these ids" to every worker, all the ids in
+    one message. (A loop of ``celery_app.AsyncResult(task_id).revoke(terminate=True)``
+    is not wrong: it sends one broadcast per id, which is slow with thousands of
+    tasks.) A worker skips a revoked task when its turn comes ("Discarding revoked
+    task") and stores it REVOKED. ``terminate=True`` also kills the pool process
+    already running it (SIGTERM by default), which only a prefork (or eventlet/gevent)
+    pool can do; the task is stored REVOKED ("terminated") and the worker starts a
+    new pool process.
 
 Files to edit
     handson/views.py   class TaskStep4(View) whose post() revokes as above and
@@ -33,7 +34,9 @@ Watch for
     「StopAllTasks」ボタンは /handson/task_step4 に POST します。そのビューは、アプリが送った
     未完了のタスク (実行中もキュー待ちも) をすべて止めます (上のコード)。
 
-    ``revoke`` は「この id を実行するな」を全ワーカーに通知します。ワーカーは順番が来た取り消し済み
+    ``revoke`` は「これらの id を実行するな」を 1 つのメッセージで全ワーカーに通知します
+    (``celery_app.AsyncResult(task_id).revoke(terminate=True)`` のループも間違いではありませんが、
+    id ごとに 1 回通知するので、タスクが何千もあると遅くなります)。ワーカーは順番が来た取り消し済み
     タスクを実行せず ("Discarding revoked task")、REVOKED として保存します。``terminate=True`` は
     実行中のプールプロセスも終了させます (既定は SIGTERM)。これができるのは prefork (または
     eventlet/gevent) プールだけです。タスクは REVOKED ("terminated") として保存され、ワーカーは

@@ -95,7 +95,6 @@ Files to edit
     handson/views.py   TaskStep6(View) の post() で送り "base" へリダイレクト
     handson/urls.py    path("handson/task_step6", views.TaskStep6.as_view(), name="task_step6")
 """
-import ast
 import os
 import re
 import signal
@@ -179,13 +178,13 @@ def test_a_killed_send_receipt_is_delivered_again_and_sends_one_receipt(
     mark = celery_worker.mark()
     [task] = press_for_new_tasks(web, "Step6", "TaskStep6", "task_step6", "/handson/task_step6", SEND_RECEIPT, 1)
     try:
-        [order] = ast.literal_eval(task["args"])
-    except (ValueError, SyntaxError, TypeError):
+        [order] = task["args"]
+    except (ValueError, TypeError):
         order = None
     assert isinstance(order, str), say(
-        f"Step6 sent send_receipt{task['args']}; expected one argument, the order number: "
+        f"Step6 sent send_receipt{tuple(task['args'])}; expected one argument, the order number: "
         "send_receipt.delay(f\"order-{uuid.uuid4().hex[:8]}\") in TaskStep6.post (handson/views.py).",
-        f"Step6 が send_receipt{task['args']} を送りました。引数は注文番号 1 つのはずです: handson/views.py の "
+        f"Step6 が send_receipt{tuple(task['args'])} を送りました。引数は注文番号 1 つのはずです: handson/views.py の "
         "TaskStep6.post で send_receipt.delay(f\"order-{uuid.uuid4().hex[:8]}\")。",
     )
 

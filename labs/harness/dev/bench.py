@@ -11,13 +11,21 @@ It also starts a worker alone a few times and reports how long it takes to be
 ready, and times the verdict on each classic wrong edit (dev/wrong_edits.py): seconds
 from `pytest` start to its exit on the step that judges it, the loop a learner repeats.
 It reports figures; it asserts nothing (speed is not a test).
+
+`make bench` with --at-scale (python -m labs.harness.dev.bench --at-scale) instead fills the
+result backend of the reference with 10,000 and then 100,000 tasks and times, side by side,
+the page, the JSON API and StopAllTasks against the original hands-on's way: `KEYS *` on the
+result backend and one GET per key, and one revoke broadcast per task id.
 """
+import datetime
+import json
 import os
 import re
 import statistics
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 from ..reference import materialize
@@ -82,7 +90,124 @@ def wrong_edit_times():
     return rows
 
 
+AT_SCALE = (10_000, 100_000)
+PER_ID_BUDGET = 20.0  # seconds the per-id revoke loop may run before its total is extrapolated
+
+
+def _fill(client, count, finished):
+    """``count`` tasks in the app's task log (handson/tasklog.py's keys), each with a SUCCESS entry
+    in the result backend when ``finished``, else none (queued). Returns their ids."""
+    ids = [str(uuid.uuid4()) for _ in range(count)]
+    now = datetime.datetime.now(datetime.timezone.utc)
+    for first in range(0, count, 5000):
+        with client.pipeline(transaction=False) as pipe:
+            for offset, task_id in enumerate(ids[first:first + 5000]):
+                sent = now - datetime.timedelta(seconds=count - first - offset)
+                pipe.hset(f"handson:task:{task_id}", mapping={
+                    "name": "handson.tasks.hello", "args": "('hello world',)", "args_json": '["hello world"]',
+                    "sent": sent.isoformat(), "started": sent.isoformat()})
+                pipe.zadd("handson:tasks", {task_id: sent.timestamp()})
+                if finished:
+                    pipe.set(f"celery-task-meta-{task_id}", json.dumps({
+                        "status": "SUCCESS", "result": None, "traceback": None, "children": [],
+                        "date_done": sent.isoformat(), "task_id": task_id}))
+            pipe.execute()
+    return ids
+
+
+def _best(action, repeats=5):
+    """The fastest of ``repeats`` runs of ``action``, in seconds."""
+    best = None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        action()
+        took = time.perf_counter() - started
+        best = took if best is None else min(best, took)
+    return best
+
+
+def _naive_list(client):
+    """The original hands-on's task list: every key of the result backend, one GET each (the
+    app's own task log lives in the same database: its hashes answer WRONGTYPE, one round trip each too)."""
+    import redis
+
+    tasks = []
+    for key in client.keys("*"):
+        try:
+            raw = client.get(key)
+        except redis.ResponseError:
+            continue
+        if key.startswith(b"celery-task-meta-") and raw:
+            tasks.append(json.loads(raw))
+    return tasks
+
+
+def _per_id_stop(app, ids):
+    """The per-id way: read each state, send one revoke broadcast per unfinished id.
+    Returns (seconds, ids handled); stops after PER_ID_BUDGET seconds."""
+    started = time.perf_counter()
+    for done, task_id in enumerate(ids, 1):
+        if app.AsyncResult(task_id).state not in ("SUCCESS", "FAILURE", "REVOKED"):
+            app.AsyncResult(task_id).revoke(terminate=True)
+        if time.perf_counter() - started > PER_ID_BUDGET:
+            return time.perf_counter() - started, done
+    return time.perf_counter() - started, len(ids)
+
+
+def at_scale(counts=AT_SCALE):
+    """Yields rows of (tasks, what, this app's seconds, the original way's seconds, note)."""
+    import redis
+    import requests
+    from celery import Celery
+
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        workspace = materialize(last_step(), scratch / "workspace")
+        with Stack(workspace, LocalRedis(scratch), 1, scratch / "logs") as stack:
+            if stack.problems():
+                sys.exit(str(stack.problems()))
+            backend = redis.Redis.from_url(stack.redis.result_backend_url)
+            app = Celery("bench", broker=stack.redis.broker_url, backend=stack.redis.result_backend_url)
+            web = requests.Session()
+            url = stack.web.url
+            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', web.get(url + "/handson").text).group(1)
+
+            def stop_all():
+                answer = web.post(url + "/handson/task_step4", data={"csrfmiddlewaretoken": token},
+                                  allow_redirects=False)
+                assert answer.status_code == 302, answer.text[:300]
+
+            for count in counts:
+                backend.flushdb()
+                _fill(backend, count, finished=True)
+                page = _best(lambda: web.get(url + "/handson").raise_for_status())
+                api = _best(lambda: web.get(url + "/handson/api/tasks").raise_for_status())
+                naive = _best(lambda: _naive_list(backend), repeats=2)
+                yield count, "page /handson (50 newest of N finished)", page, naive, "KEYS * + GET per key"
+                yield count, "GET /handson/api/tasks", api, naive, "KEYS * + GET per key"
+                backend.flushdb()
+                ids = _fill(backend, count, finished=False)
+                stop = _best(stop_all, repeats=1)
+                per_id, handled = _per_id_stop(app, ids)
+                note = "state + revoke per id"
+                if handled < len(ids):
+                    note += f" (stopped after {handled} ids in {per_id:.0f} s: extrapolated)"
+                    per_id = per_id * len(ids) / handled
+                yield count, "StopAllTasks (N queued)", stop, per_id, note
+            app.close()
+
+
+def print_at_scale():
+    print(f"cores: {os.cpu_count()}; python {sys.version.split()[0]}; Redis: embedded (LocalRedis)")
+    print(f"\n{'tasks':>8}  {'what':<42} {'this app':>10} {'original':>10}  original way")
+    for count, what, ours, theirs, note in at_scale():
+        print(f"{count:>8}  {what:<42} {ours * 1000:8.1f}ms {theirs * 1000:8.0f}ms  {note}", flush=True)
+    return 0
+
+
 def main():
+    if "--at-scale" in sys.argv[1:]:
+        return print_at_scale()
     print(f"cores: {os.cpu_count()}; python {sys.version.split()[0]}; steps: {len(modules())}")
     ready = worker_ready_times()
     print(f"worker ready (start to 'ready.'): median {statistics.median(ready):.2f} s, "

@@ -47,7 +47,7 @@ EDITS = [
     WrongEdit("no task_track_started", 3, 3, "handson/settings.py",
               "CELERY_TASK_TRACK_STARTED = True", "", ("CELERY_TASK_TRACK_STARTED = True",)),
     WrongEdit("revoke() without terminate=True", 4, 4, "handson/views.py",
-              "revoke(terminate=True)", "revoke()", ("terminate=True",)),
+              "revoke(task_ids, terminate=True)", "revoke(task_ids)", ("terminate=True",)),
     WrongEdit("revoking only the STARTED tasks", 4, 4, "handson/views.py",
               "task_ids = tasklog.unfinished()",
               'task_ids = [t for t in tasklog.unfinished() if celery_app.AsyncResult(t).state == "STARTED"]',
