@@ -20,7 +20,7 @@ help:
 	@echo "make step1..8   check one step of your handson/ (SOLUTION=1: the reference)"
 	@echo "make lab        every step, in parallel"
 	@echo "make test       the project's own tests (labs on the reference + lab integrity)"
-	@echo "make bench      how long the lab takes, and its overhead beyond the sleeps"
+	@echo "make bench      how long the lab takes, and its overhead beyond the sleeps (AT_SCALE=1: 10,000 and 100,000 tasks)"
 	@echo "make lint       ruff over the harness, the labs and the tests"
 	@echo "make status     your progress: each step passed / failed / not run, and what is next"
 	@echo "make hint STEP=n   the next hint of step n (ALL=1: every hint)"
@@ -60,8 +60,9 @@ test: $(FLOWER_STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check labs tests conftest.py manage.py classroom50
 
+# AT_SCALE=1: the page, the API and StopAllTasks with 10,000 and 100,000 tasks instead.
 bench: $(STAMP)
-	$(PY) -m labs.harness.dev.bench
+	$(PY) -m labs.harness.dev.bench $(if $(filter 1 yes true,$(AT_SCALE)),--at-scale,)
 
 clean:
 	rm -rf $(VENV) .lab result.json junit.xml grade.md
