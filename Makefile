@@ -6,6 +6,9 @@ STAMP  := $(VENV)/.installed
 # Flower (the optional group `flower`), installed by the targets that start or test it.
 FLOWER_STAMP := $(VENV)/.installed-flower
 PYTEST := $(PY) -m pytest
+# The project's tests side by side: most of their time is spent waiting on the labs' sleeps
+# and on child runs, so three at a time fit two cores (tests/conftest.py orders them).
+TEST_JOBS ?= 3
 # SOLUTION=1 runs against the reference solution instead of your handson/.
 LAB_OPTS := $(if $(filter 1 yes true,$(SOLUTION)),--solution,)
 # FLOWER=1 make run: Flower too.
@@ -55,7 +58,7 @@ lab: $(STAMP)
 
 # The tests start Flower too (tests/test_monitoring.py), so they install it.
 test: $(FLOWER_STAMP)
-	$(PYTEST) tests
+	$(PYTEST) tests -n $(TEST_JOBS) --dist loadgroup --no-loadscope-reorder
 
 lint: $(STAMP)
 	$(PY) -m ruff check labs tests conftest.py manage.py classroom50

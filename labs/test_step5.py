@@ -148,6 +148,10 @@ def _follow(task_id, result_backend, recorded, celery_worker, mark):
         return result_backend.state(task_id) in ENDED or _too_slow(_delays(events))
 
     wait_for(ended, timeout=RETRIED_WITHIN, interval=0.02)
+    if result_backend.state(task_id) in ("SUCCESS", "FAILURE"):
+        # The pool process stores the result first and writes its log line after: wait for that line.
+        wait_for(lambda: any(event in ("succeeded", "raised") for _, event, _ in
+                             task_events(celery_worker.log(mark), CALL_SERVICE, task_id)), timeout=5, interval=0.02)
     seen = []
     for state in recorded.states(task_id) + [result_backend.state(task_id)]:
         if not seen or seen[-1] != state:

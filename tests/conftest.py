@@ -12,6 +12,8 @@ import pytest
 
 
 def pytest_configure(config):
+    if hasattr(config, "workerinput"):
+        return  # a pytest-xdist worker: the controller made the folders, their names are in its environment
     os.environ["HANDSON_LAB_DIR"] = tempfile.mkdtemp(prefix="celery-handson-lab-")
     # Many runs here fail on purpose; their services' logs are not kept.
     os.environ["HANDSON_DISCARD_LOGS"] = "1"
@@ -22,6 +24,8 @@ def pytest_configure(config):
 
 
 def pytest_unconfigure(config):
+    if hasattr(config, "workerinput"):
+        return
     shutil.rmtree(os.environ.pop("HANDSON_LAB_DIR", ""), ignore_errors=True)
     shutil.rmtree(os.environ.pop("HANDSON_TESTS_TMPDIR", ""), ignore_errors=True)
     before = getattr(config, "_handson_tmpdir_before", None)
@@ -29,6 +33,22 @@ def pytest_unconfigure(config):
         os.environ.pop("TMPDIR", None)
     else:
         os.environ["TMPDIR"] = before
+
+
+# The longest tests first: `make test` hands them out in this order (pytest-xdist, --dist loadgroup
+# --no-loadscope-reorder), and a long one started last would keep one worker busy while the others
+# idle. The lab-integrity runs take one to two minutes each, the later references the longest.
+LONGEST_FIRST = ("tests/test_lab_integrity.py", "tests/test_grading.py", "tests/test_wrong_edits.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        module = item.nodeid.split("::")[0]
+        return LONGEST_FIRST.index(module) if module in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    integrity = [item for item in items if item.nodeid.startswith(LONGEST_FIRST[0])]
+    items.sort(key=rank)  # stable: the order inside a module stays
+    items[:len(integrity)] = reversed(integrity)
 
 
 @pytest.fixture

@@ -11,6 +11,10 @@ from labs.harness.services.stack import Stack, StackSpec
 
 from .helpers import reference_app
 
+# One pytest-xdist worker runs this whole module (`make test` runs side by side): its
+# module-scoped fixtures then start once.
+pytestmark = pytest.mark.xdist_group("app_inputs")
+
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
@@ -19,8 +23,13 @@ def app(tmp_path_factory):
         yield web.url
 
 
+# A well-formed id that no run ever sends (each run has a Redis of its own). Fixed, so that
+# every pytest-xdist worker collects the same test ids.
+NEVER_SENT = "3f8e2c1a-7b4d-4e9f-9a6c-0d5b8e7f1a2c"
+
+
 @pytest.mark.parametrize("path", [
-    f"/handson/api/tasks/{uuid.uuid4()}", "/handson/api/tasks/not-an-id", "/handson/api/tasks/" + "x" * 5000,
+    f"/handson/api/tasks/{NEVER_SENT}", "/handson/api/tasks/not-an-id", "/handson/api/tasks/" + "x" * 5000,
     "/handson/api/tasks/%E3%81%82", "/handson/api/tasks/%00",
 ])
 def test_an_unknown_or_malformed_task_id_is_a_404_with_a_message(app, path):
@@ -71,7 +80,7 @@ def test_stop_needs_post_and_the_csrf_token(app):
     assert refused.status_code == 403 and "CSRF" in refused.text
 
 
-@pytest.mark.parametrize("task_id", [str(uuid.uuid4()), "not-an-id", "x" * 5000, "%E3%81%82"])
+@pytest.mark.parametrize("task_id", [NEVER_SENT, "not-an-id", "x" * 5000, "%E3%81%82"])
 def test_stopping_an_id_the_app_never_sent_is_a_404_with_a_message(app, task_id):
     session = requests.Session()
     answer = session.post(f"{app}/handson/tasks/{task_id}/stop", headers={"X-CSRFToken": _csrf(session, app)},

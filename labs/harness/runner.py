@@ -58,14 +58,24 @@ def _outcome(case):
                        float(case.get("time") or 0), int(case.get("line") or 0))
 
 
+def _pytest_argv(modules, pytest_args):
+    return [sys.executable, "-m", "pytest", *modules, "-p", "no:cacheprovider",
+            "-p", "labs.harness.plugin.collected", *pytest_args]
+
+
+def _collect_only(modules, pytest_args, env):
+    """The tests of ``modules``, collected without running them: for a run cut off before
+    it had collected (a short timeout on a busy machine), whose tests still have to be named."""
+    subprocess.run([*_pytest_argv(modules, pytest_args), "--collect-only", "-q"], cwd=ROOT, env=env,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120, check=False)
+
+
 def run_labs(modules, *, pytest_args=(), env=None, timeout=600):
     """Run ``pytest modules`` from the repository root; return every test's outcome."""
     with tempfile.TemporaryDirectory(prefix="celery-handson-run-") as scratch:
         report = Path(scratch) / "junit.xml"
         collected = Path(scratch) / "collected.json"
-        argv = [sys.executable, "-m", "pytest", *modules, "-p", "no:cacheprovider",
-                "-p", "labs.harness.plugin.collected",
-                f"--junitxml={report}", "-o", "junit_family=xunit1", *pytest_args]
+        argv = [*_pytest_argv(modules, pytest_args), f"--junitxml={report}", "-o", "junit_family=xunit1"]
         env = dict(env or os.environ, HANDSON_COLLECTED=str(collected))
         started = time.monotonic()
         process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
@@ -84,6 +94,8 @@ def run_labs(modules, *, pytest_args=(), env=None, timeout=600):
                 output, _ = process.communicate()
         run = LabRun(exit_code=process.returncode, output=output, timed_out=timed_out,
                      seconds=time.monotonic() - started, pid=process.pid)
+        if timed_out and not collected.exists():
+            _collect_only(modules, pytest_args, env)
         if report.exists():
             run.outcomes = [_outcome(case) for case in ElementTree.parse(report).iter("testcase")]
         if collected.exists():
