@@ -9,11 +9,11 @@
   message `AsyncResult(id).revoke()` sends.
 """
 import contextlib
+import functools
 import json
 import threading
 
 import redis as redis_client
-from celery import Celery
 
 META_PREFIX = "celery-task-meta-"
 
@@ -87,7 +87,14 @@ class BrokerControl:
 
     def __init__(self, redis):
         self.redis = redis
-        self.app = Celery("lab-control", broker=redis.broker_url, set_as_current=False)
+
+    @functools.cached_property
+    def app(self):
+        # Imported when a test first revokes: most runs never do, and importing Celery takes
+        # a fifth of a second of every pytest start.
+        from celery import Celery
+
+        return Celery("lab-control", broker=self.redis.broker_url, set_as_current=False)
 
     def revoke(self, task_ids, terminate=False):
         """Revoke one id or a list of ids, in one broadcast."""
