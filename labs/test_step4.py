@@ -150,7 +150,9 @@ def test_revoke_without_terminate_skips_queued_but_lets_running_finish(
 
     broker_control.revoke(running, terminate=False)
     broker_control.revoke(queued, terminate=False)
-    wait_for(lambda: result_backend.state(running) in ENDED, timeout=sleep_seconds + 20)
+    # Both: the worker stores the queued one REVOKED when its turn comes, just after the running one ends.
+    wait_for(lambda: result_backend.state(running) in ENDED and result_backend.state(queued) in ENDED,
+             timeout=2 * sleep_seconds + 20)
 
     assert result_backend.state(queued) == "REVOKED", say(
         f"The queued task revoked without terminate is {result_backend.state(queued)!r}, expected REVOKED "

@@ -1,5 +1,6 @@
 """Unit tests of the harness's small parts (each isolates what it tests; the labs use the real thing)."""
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -56,6 +57,40 @@ def test_the_embedded_redis_starts_on_a_free_port_and_stops(tmp_path):
     finally:
         redis.stop()
     assert not redis.process.running()
+
+
+def test_a_port_taken_before_the_bind_is_replaced_not_blamed_on_the_learner(tmp_path, monkeypatch):
+    """Between choosing a free port and binding it, another run may take it (parallel runs open many
+    connections). Redis and the web server then move to another port, and never take the server
+    that holds the port (another run's) for their own."""
+    from labs.harness.reference import materialize
+    from labs.harness.services import web as web_module
+    from labs.harness.services.app_env import app_env
+    from labs.harness.services.redis import embedded
+
+    other = LocalRedis(tmp_path / "other").start()
+    taken = iter([other.port])
+    monkeypatch.setattr(embedded, "free_port", lambda: next(taken, None) or free_port())
+    redis = LocalRedis(tmp_path / "ours")
+    try:
+        redis.start()
+        assert redis.port != other.port
+        assert redis.client().info("server")["process_id"] == redis.process.pid
+
+        with socket.create_server(("127.0.0.1", 0)) as holder:
+            ports = iter([holder.getsockname()[1]])
+            monkeypatch.setattr(web_module, "free_port", lambda: next(ports, None) or free_port())
+            workspace = materialize(1, tmp_path / "workspace")
+            web = web_module.DjangoServer(workspace, app_env(workspace, redis, 1), tmp_path / "web")
+            try:
+                web.start()
+                assert web.problem is None, web.problem
+                assert web.port != holder.getsockname()[1]
+            finally:
+                web.stop()
+    finally:
+        redis.stop()
+        other.stop()
 
 
 def test_an_existing_redis_gets_databases_of_its_own():

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import requests
 
 from ..paths import ROOT
@@ -19,28 +20,44 @@ from .causes import Cause, ServiceProblem
 from .processes import ServiceProcess, free_port
 
 READY_TIMEOUT = 30  # seconds
+PORT_ATTEMPTS = 3
+PORT_TAKEN = "That port is already in use"  # runserver's words when it cannot bind its port
 
 
 class DjangoServer:
     def __init__(self, workspace, env, log_dir, port=None, sent_events=False):
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        argv = [sys.executable, "-m", "labs.harness.services.runserver", "runserver", "--nothreading", "--noreload",
-                f"127.0.0.1:{self.port}"]
         # The workspace first (its handson/ is the app), then this checkout for the launcher.
-        env = dict(env, PYTHONPATH=os.pathsep.join(dict.fromkeys([env["PYTHONPATH"], str(ROOT)])))
+        self.env = dict(env, PYTHONPATH=os.pathsep.join(dict.fromkeys([env["PYTHONPATH"], str(ROOT)])))
         if sent_events:
-            env["HANDSON_SENT_EVENTS"] = "1"
-        self.process = ServiceProcess("web", argv, env=env, cwd=Path(workspace),
-                                      log_path=Path(log_dir) / "web.log")
+            self.env["HANDSON_SENT_EVENTS"] = "1"
+        self.workspace, self.log_dir = Path(workspace), Path(log_dir)
+        self.port_given = port is not None
+        self._use_port(port or free_port())
         self.problem = None
+
+    def _use_port(self, port):
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        argv = [sys.executable, "-m", "labs.harness.services.runserver", "runserver", "--nothreading", "--noreload",
+                f"127.0.0.1:{port}"]
+        self.process = ServiceProcess("web", argv, env=self.env, cwd=self.workspace,
+                                      log_path=self.log_dir / "web.log")
 
     def launch(self):
         self.process.start()
         return self
 
     def wait_ready(self):
-        if not self.process.wait_until(self._answers, timeout=READY_TIMEOUT, interval=0.05):
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            ready = self.process.wait_until(self._answers, timeout=READY_TIMEOUT, interval=0.05)
+            if ready or self.port_given or attempt == PORT_ATTEMPTS or PORT_TAKEN not in self.process.log_text():
+                break
+            # Another process took the free port before the server bound it (parallel runs open
+            # many connections): the learner's code is not to blame, choose another.
+            self.process.stop()
+            self._use_port(free_port())
+            self.launch()
+        if not ready:
             stopped = not self.process.running()
             self.problem = Cause("web", "crashed_on_start" if stopped else "not_ready",
                                  {"headline": headline(self.process.log_text()), "seconds": READY_TIMEOUT},
@@ -56,9 +73,18 @@ class DjangoServer:
     def _answers(self):
         try:
             requests.get(self.url + "/handson", timeout=2)
-            return True
         except requests.RequestException:
             return False
+        return self._listens()
+
+    def _listens(self):
+        """Whether the answer came from our server: the server of another run that took the port
+        first must not pass for the learner's app."""
+        try:
+            connections = psutil.Process(self.process.pid).net_connections(kind="tcp")
+        except (psutil.Error, ValueError):
+            return False
+        return any(c.status == psutil.CONN_LISTEN and c.laddr.port == self.port for c in connections)
 
     def require_running(self):
         if self.problem is None and not self.process.running():

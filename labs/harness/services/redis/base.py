@@ -38,18 +38,25 @@ def db_url(base_url, db):
     return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, ""))
 
 
-def wait_for_ping(url, timeout):
-    """The error of the last try, or None once Redis answers PING."""
+def wait_for_ping(url, timeout, process=None):
+    """The error of the last try, or None once Redis answers PING. With ``process`` (the
+    ServiceProcess of our redis-server), the answer must come from it, not from the server of
+    another run that took the port first, and the wait ends as soon as it has exited."""
     deadline, error = time.monotonic() + timeout, None
     client = redis_py.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
     try:
         while time.monotonic() < deadline:
             try:
                 client.ping()
-                return None
+                answering = client.info("server").get("process_id") if process else None
+                if process is None or answering == process.pid:
+                    return None
+                error = ConnectionError(f"process {answering} answers there, not our redis-server")
             except redis_py.RedisError as problem:
                 error = problem
-                time.sleep(0.05)
+            if process is not None and not process.running():
+                return error or ConnectionError("redis-server exited")
+            time.sleep(0.05)
         return error or TimeoutError("no answer")
     finally:
         client.close()

