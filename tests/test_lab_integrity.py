@@ -35,12 +35,13 @@ def _verdicts(run):
     return {f"{o.module}::{o.name}": o.status for o in run.outcomes}
 
 
-def _first_line(runs, nodeid):
-    """The first line of ``nodeid``'s message in the first of ``runs`` that has one."""
+def _message(runs, nodeid, lines=25):
+    """The start of ``nodeid``'s message (with a service's log, if it has one) in the first of
+    ``runs`` that has one: what a flaky verdict needs to be understood from CI's output alone."""
     for run in runs:
         for outcome in run.outcomes:
             if f"{outcome.module}::{outcome.name}" == nodeid and outcome.message:
-                return outcome.message.splitlines()[0][:200]
+                return "\n    ".join(outcome.message.splitlines()[:lines])
     return ""
 
 
@@ -85,5 +86,5 @@ def _same_verdicts_reversed_and_alone(forward, args):
                  if not status == reversed_order.get(nodeid) == alone.get(nodeid)}
     runs = [forward, reverse, *(run for run, _ in alone_runs)]
     assert not differing, "verdicts (in order, reversed, alone) that differ:\n" + "\n".join(
-        f"{nodeid}: {verdicts} {_first_line(runs, nodeid)}" for nodeid, verdicts in differing.items())
+        f"{nodeid}: {verdicts}\n    {_message(runs, nodeid)}" for nodeid, verdicts in differing.items())
     assert not left_behind, f"processes left behind: {left_behind}"
