@@ -144,12 +144,13 @@ def test_revoke_without_terminate_skips_queued_but_lets_running_finish(
     prints "hello world" and ends SUCCESS.
     """
     celery_worker.require_running()
+    broker_control.connect()
     mark = celery_worker.mark()
     running, queued = send_hello_tasks(web, count=2)
-    _wait_until_running(result_backend, running)
-
-    broker_control.revoke(running, terminate=False)
+    # The queued task's revoke first, at once: it must reach the worker before the running task ends.
     broker_control.revoke(queued, terminate=False)
+    _wait_until_running(result_backend, running)
+    broker_control.revoke(running, terminate=False)
     # Both: the worker stores the queued one REVOKED when its turn comes, just after the running one ends.
     wait_for(lambda: result_backend.state(running) in ENDED and result_backend.state(queued) in ENDED,
              timeout=2 * sleep_seconds + 20)

@@ -54,7 +54,11 @@ def test_flower_shows_the_worker_and_each_task_with_its_times(monitored_app):
     task = tasks[0]
     # Sent by the web app (task_send_sent_event), then received and started by the worker.
     assert task["sent"] and task["received"] and task["started"] and task["succeeded"], task
-    assert sent_at - 1 <= task["sent"] <= task["received"] <= task["started"] <= task["succeeded"], task
+    # Celery publishes the task-sent event just after the task itself, so on a busy machine the worker
+    # may stamp "received" (even "started") before the web app stamps "sent"; the one-second task
+    # still ends after both.
+    assert sent_at - 1 <= min(task["sent"], task["received"]), task
+    assert task["received"] <= task["started"] <= task["succeeded"] and task["sent"] <= task["succeeded"], task
     assert task["worker"] == node and task["client"], task
 
 

@@ -96,6 +96,13 @@ class BrokerControl:
 
         return Celery("lab-control", broker=self.redis.broker_url, set_as_current=False)
 
+    def connect(self):
+        """Open the broker connection now, so that the next revoke leaves at once: the first one
+        would import Celery and connect first, a second or more on a busy machine."""
+        with self.app.connection_or_acquire() as connection:
+            connection.ensure_connection(max_retries=3)
+        return self
+
     def revoke(self, task_ids, terminate=False):
         """Revoke one id or a list of ids, in one broadcast."""
         self.app.control.revoke(task_ids, terminate=terminate)
