@@ -14,7 +14,7 @@ from labs.harness.paths import ROOT
 from labs.harness.services.processes import ServiceProcess, free_port
 from labs.harness.services.redis import ExternalRedis, LocalRedis, RedisUnavailable, choose_redis
 
-from .helpers import child_pytest
+from .helpers import child_pytest, run_marked
 
 
 @pytest.mark.parametrize("env, expected", [
@@ -91,6 +91,16 @@ def test_a_port_taken_before_the_bind_is_replaced_not_blamed_on_the_learner(tmp_
     finally:
         redis.stop()
         other.stop()
+
+
+def test_a_run_cut_off_early_still_names_every_test_it_would_have_run():
+    """Grading gives each test its points: a run stopped by its timeout before (or while) pytest
+    collected must still name the step's tests, which then score 0 as timed out."""
+    run, left_behind = run_marked(["labs/test_step2.py"], pytest_args=["--solution"], timeout=0.2)
+    listed = child_pytest("--collect-only", "-q", "labs/test_step2.py").stdout
+    expected = [line.split("::", 1)[1] for line in listed.splitlines() if "::" in line]
+    assert run.timed_out and expected and run.collected_in("labs/test_step2.py") == expected, run.output
+    assert not left_behind, left_behind
 
 
 def test_an_existing_redis_gets_databases_of_its_own():

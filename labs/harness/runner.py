@@ -64,8 +64,8 @@ def _pytest_argv(modules, pytest_args):
 
 
 def _collect_only(modules, pytest_args, env):
-    """The tests of ``modules``, collected without running them: for a run cut off before
-    it had collected (a short timeout on a busy machine), whose tests still have to be named."""
+    """The tests of ``modules``, collected without running them, into HANDSON_COLLECTED: for a run
+    cut off (a short timeout on a busy machine) whose tests still have to be named."""
     subprocess.run([*_pytest_argv(modules, pytest_args), "--collect-only", "-q"], cwd=ROOT, env=env,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120, check=False)
 
@@ -94,7 +94,9 @@ def run_labs(modules, *, pytest_args=(), env=None, timeout=600):
                 output, _ = process.communicate()
         run = LabRun(exit_code=process.returncode, output=output, timed_out=timed_out,
                      seconds=time.monotonic() - started, pid=process.pid)
-        if timed_out and not collected.exists():
+        if timed_out:
+            # pytest may have been cut off while collecting (it still reports the part it had):
+            # the full list comes from a run that only collects.
             _collect_only(modules, pytest_args, env)
         if report.exists():
             run.outcomes = [_outcome(case) for case in ElementTree.parse(report).iter("testcase")]
