@@ -7,7 +7,10 @@ STAMP  := $(VENV)/.installed
 FLOWER_STAMP := $(VENV)/.installed-flower
 PYTEST := $(PY) -m pytest
 # The project's tests side by side: most of their time is spent waiting on the labs' sleeps
-# and on child runs, so three at a time fit two cores (tests/conftest.py orders them).
+# and on child runs, so three at a time fit two cores. `--dist loadgroup --no-loadscope-reorder`
+# with no groups hands the tests out one by one in tests/conftest.py's order (longest first).
+# (xdist_group marks do nothing with pytest 9.2 and xdist 3.8: a module's module-scoped fixture
+# starts once in each xdist worker that runs one of its tests.)
 TEST_JOBS ?= 3
 # SOLUTION=1 runs against the reference solution instead of your handson/.
 LAB_OPTS := $(if $(filter 1 yes true,$(SOLUTION)),--solution,)

@@ -11,10 +11,6 @@ from labs.harness.services.stack import Stack, StackSpec
 
 from .helpers import reference_app
 
-# One pytest-xdist worker runs this whole module (`make test` runs side by side): its
-# module-scoped fixtures then start once.
-pytestmark = pytest.mark.xdist_group("app_inputs")
-
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):

@@ -22,10 +22,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 SLEEP = 2.0  # long enough to see a task STARTED between two polls of the page (every 0.5 s)
 NO_CHROMIUM = "no Chromium here: install Debian's `chromium` package (.ci/run does) to run the browser tests"
 # Skipped where Chromium is missing, except in CI (CI=true), where the tests must run.
-# One pytest-xdist worker runs this whole module (`make test` runs side by side): its
-# module-scoped fixtures then start once.
-pytestmark = [pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), reason=NO_CHROMIUM),
-              pytest.mark.xdist_group("browser")]
+pytestmark = pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), reason=NO_CHROMIUM)
 
 
 @pytest.fixture(scope="module")

@@ -32,10 +32,6 @@ from labs.harness.services.redis.docker import image as docker_image
 
 from .helpers import child_pytest
 
-# One pytest-xdist worker runs this whole module (`make test` runs side by side): its
-# module-scoped fixtures then start once.
-pytestmark = pytest.mark.xdist_group("docker_redis")
-
 ROOT = Path(__file__).resolve().parents[1]
 USAGE_ERROR = 4  # pytest's exit code for a usage error
 NO_ENGINE = "unix:///nonexistent/docker.sock"

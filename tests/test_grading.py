@@ -27,10 +27,6 @@ from labs.harness.steps import largest_remainder, last_step, load_steps
 from .classroom50_contract import finalize, validate_result
 from .helpers import child_pytest, marked_env, processes_marked
 
-# One pytest-xdist worker runs this whole module (`make test` runs side by side): its
-# module-scoped fixtures then start once.
-pytestmark = pytest.mark.xdist_group("grading")
-
 AUTOGRADER = ROOT / "classroom50" / "autograder.py"
 RUNNER_ENV = {
     "CLASSROOM": "cs-celery-2026",
