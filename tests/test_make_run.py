@@ -86,9 +86,10 @@ def test_a_closed_terminal_or_sigterm_stops_everything_and_leaves_nothing(make_r
 
 
 def test_a_bad_flower_port_is_refused():
+    # A free PORT: the refusal must not depend on whether a run of the learner's holds 8000.
     result = subprocess.run([sys.executable, "-m", "labs.harness.tools.run", "--flower"], cwd=ROOT, text=True,
-                            capture_output=True, env=dict(os.environ, FLOWER_PORT="abc", HANDSON_LANG="en"),
-                            timeout=60)
+                            capture_output=True, timeout=60,
+                            env=dict(os.environ, FLOWER_PORT="abc", HANDSON_LANG="en", PORT=str(free_port())))
     assert result.returncode != 0 and "FLOWER_PORT='abc'" in result.stderr, result.stderr
 
 

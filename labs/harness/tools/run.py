@@ -57,17 +57,22 @@ def show(text=""):
 
 
 def _port():
+    """PORT as a number (exits when it is not one); _refuse_taken() tells whether it is free."""
     raw = os.environ.get("PORT", "8000")
     if not raw.isdigit() or not 1 <= int(raw) <= 65535:
         sys.exit(say(f"PORT={raw!r}: give a port number from 1 to 65535.",
                      f"PORT={raw!r}: 1〜65535 のポート番号を指定してください。"))
+    return int(raw)
+
+
+def _refuse_taken(port):
+    """Exits when something listens on the web port (often another `make run`)."""
     with socket.socket() as probe:
         try:
-            probe.bind(("127.0.0.1", int(raw)))
+            probe.bind(("127.0.0.1", port))
         except OSError:
-            sys.exit(say(f"Port {raw} is in use. Choose another: PORT=8001 make run",
-                         f"ポート {raw} は使用中です。別のポートを指定してください: PORT=8001 make run"))
-    return int(raw)
+            sys.exit(say(f"Port {port} is in use. Choose another: PORT=8001 make run",
+                         f"ポート {port} は使用中です。別のポートを指定してください: PORT=8001 make run"))
 
 
 def _sleep():
@@ -295,11 +300,14 @@ def main(argv=None):
     parser.add_argument("--solution", action="store_true", help="serve the reference solution")
     parser.add_argument("--flower", action="store_true", help="start Flower too (FLOWER_PORT, default 5555)")
     args = parser.parse_args(argv)
+    # The settings are checked before the web port is probed: a mistyped FLOWER_PORT is told
+    # as such, not hidden behind "Port 8000 is in use" while another run of yours holds 8000.
     port, sleep = _port(), _sleep()
     try:
         monitor_port = flower_port() if args.flower else None
     except FlowerUnavailable as problem:
         sys.exit(str(problem))
+    _refuse_taken(port)
     previous = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     for number in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(number, _on_signal)
