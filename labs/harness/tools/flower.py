@@ -17,7 +17,7 @@ import psutil
 from ..i18n import say
 from ..services.flower import Flower, FlowerUnavailable, flower_port
 from ..state import read_json
-from .run import STATE_FILE, LogFollower, Stopped, _on_signal, show
+from .run import STATE_FILE, LogFollower, Stopped, show, stop_on_sigterm_and_sighup
 
 TICK = 0.2
 
@@ -43,8 +43,7 @@ def main(argv=None):
                      "then make flower in a second terminal; or start both at once: FLOWER=1 make run",
                      "make run が動いていないため、Flower が監視する対象がありません。先に make run を起動し、"
                      "別の端末で make flower を実行してください。両方を一度に起動するには: FLOWER=1 make run"))
-    for number in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(number, _on_signal)
+    stop_on_sigterm_and_sighup()
     log_dir = Path(tempfile.mkdtemp(prefix="celery-handson-flower-"))
     flower = None
     try:

@@ -44,8 +44,16 @@ class Stopped(Exception):
     """SIGTERM or SIGHUP (a closed terminal): stop everything, as Ctrl-C does."""
 
 
-def _on_signal(number, _frame):
+def _raise_stopped(number, _frame):
     raise Stopped(signal.Signals(number).name)
+
+
+def stop_on_sigterm_and_sighup():
+    """From now on a kill or a closed terminal raises Stopped, so that the caller's clean-up
+    (its `except Stopped` and `finally`) runs as it does for Ctrl-C, instead of the process
+    dying with its services left running. Shared by `make run` and `make flower`."""
+    for number in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, _raise_stopped)
 
 
 def show(text=""):
@@ -309,8 +317,7 @@ def main(argv=None):
         sys.exit(str(problem))
     _refuse_taken(port)
     previous = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    for number in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(number, _on_signal)
+    stop_on_sigterm_and_sighup()
     run_dir = Path(tempfile.mkdtemp(prefix="celery-handson-run-"))
     # The services' own temporary files (Celery's pool makes pymp-* folders that a killed worker
     # cannot remove) go inside the run folder, which goes away with the run.
