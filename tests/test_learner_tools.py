@@ -288,6 +288,29 @@ def test_status_names_every_column(tmp_path):
     assert "Next" in header and all(word in header for word in ("Tests", "Time", "When", "Points")), header
 
 
+@pytest.mark.parametrize("lang", ["en", "ja"])
+def test_status_wraps_a_title_between_words_only(monkeypatch, lang):
+    """At 80 columns and wider, every line of the Step column is whole pieces of a title
+    (step 8's Japanese title is never cut inside キュー, as rich's own folding did)."""
+    import io
+
+    from rich.console import Console
+
+    from labs.harness.tools.linebreak import pieces
+    from labs.harness.tools.status import render
+
+    monkeypatch.setenv("HANDSON_LANG", lang)
+    whole = set()  # every run of consecutive pieces of a title: what one line of it may show
+    for step in load_steps():
+        parts = pieces(f"{step.number}. {step.title}")
+        whole |= {"".join(parts[i:j]).strip() for i in range(len(parts)) for j in range(i + 1, len(parts) + 1)}
+    for width in (80, 100, 120):
+        console = Console(width=width, file=io.StringIO(), record=True)
+        console.print(render(load_steps(), {"steps": {}}))
+        rows = [line.split("│")[2].strip() for line in console.export_text().splitlines() if line.count("│") > 2]
+        assert rows and all(row in whole for row in rows if row), (width, [row for row in rows if row not in whole])
+
+
 def test_hint_says_so_when_every_step_passes(tmp_path):
     steps = load_steps()
     (tmp_path / "lab").mkdir()

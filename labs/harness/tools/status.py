@@ -15,6 +15,7 @@ from rich.text import Text
 from ..i18n import say
 from ..plugin import progress
 from ..steps import load_steps
+from .linebreak import Wrapped
 
 
 def next_step(steps, record):
@@ -53,8 +54,9 @@ def render(steps, record):
     upcoming = next_step(steps, record)
     table = Table(title=say("Celery hands-on: your progress", "Celery ハンズオン: 進捗"), title_justify="left")
     table.add_column(say("Next", "次"))  # the arrow marks the step to do next
-    # Only the title may wrap (fold, since Japanese has no spaces to break at); numbers stay whole.
-    table.add_column(say("Step", "ステップ"), ratio=1, overflow="fold")
+    # Only the title may wrap, and only between words (Wrapped: Japanese has few spaces to break
+    # at, and rich would fold it mid-word); numbers stay whole.
+    table.add_column(say("Step", "ステップ"), ratio=1)
     for heading in (say("Result", "結果"), say("Tests", "テスト"), say("Time", "時間"),
                     say("When", "日時"), say("Points", "点数")):
         table.add_column(heading, no_wrap=True)
@@ -65,7 +67,7 @@ def render(steps, record):
         earned += step.points if status == "passed" else 0
         table.add_row(
             "→" if step is upcoming else "",
-            f"{step.number}. {step.title}",
+            Wrapped(f"{step.number}. {step.title}"),
             labels[status],
             f"{entry['passed']}/{entry['tests']}" if entry else "",
             f"{entry['seconds']:.1f} s" if entry else "",
