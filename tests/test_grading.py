@@ -332,6 +332,23 @@ def test_files_changed_outside_handson_since_the_start(tmp_path, monkeypatch):
     assert changes(tmp_path).files == ["Makefile", "labs.py", "new.py"]
 
 
+def test_a_message_holding_backtick_fences_stays_inside_its_block():
+    """grade.md (the Release's text too) shows each message verbatim in a code block that the
+    message's own ``` or ```` cannot close; read back as CommonMark, as GitHub reads it."""
+    from markdown_it import MarkdownIt
+
+    from labs.harness.tools.grade import TestGrade
+    from labs.harness.tools.reports import cannot_grade, fenced, markdown
+
+    message = "assert views.py looks like:\n```python\nx = 1\n```\nand ````nested```` too\n``"
+    assert fenced("plain").startswith("```text\n") and fenced(message).startswith("`````text\n")
+    failed = TestGrade(load_steps()[0], "test_a", "failed", 0, 5, message=message, line=3)
+    passed = TestGrade(load_steps()[0], "test_b", "passed", 5, 5)
+    for report in (markdown([failed, passed]), cannot_grade(message)):
+        blocks = [token for token in MarkdownIt("commonmark").parse(report) if token.type == "fence"]
+        assert [(block.info, block.content) for block in blocks] == [("text", message + "\n")], report
+
+
 # -- CI examples ------------------------------------------------------------------------------
 CI_FILES = {".github/workflows/grade.yml": lambda doc: [step.get("run", "") for job in doc["jobs"].values()
                                                         for step in job["steps"]],

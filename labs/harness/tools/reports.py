@@ -1,5 +1,6 @@
 """The reports of a grade besides result.json: junit.xml for CI servers and grade.md for people."""
 import os
+import re
 import xml.etree.ElementTree as ElementTree
 
 from ..i18n import say
@@ -53,6 +54,15 @@ def _cell(text):
     return str(text).replace("|", "/").replace("\n", " ")
 
 
+def fenced(text, info="text"):
+    """``text`` as a Markdown code block, shown as it is. A block ends at the first line of at
+    least as many backticks as its opening fence, so the fence is one backtick longer than the
+    longest run in ``text`` (and at least 3): a message quoting ``` cannot end its block early."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{info}\n{text}\n{fence}"
+
+
 def markdown(grades, changes=None):
     """grade.md: the total, a row per test with its points, then what did not pass and why."""
     score, top = sum(t.points for t in grades), sum(t.max_points for t in grades)
@@ -68,7 +78,7 @@ def markdown(grades, changes=None):
             where = say(f"{test.step.module}, line {test.line}", f"{test.step.module} の {test.line} 行目") \
                 if test.line else test.step.module
             lines += ["", f"### {test.step.number}. `{test.name}` ({where})", "",
-                      "```text", test.message.replace("```", "'''"), "```"]
+                      fenced(test.message)]
     if changes is not None:
         lines += ["", say("### Files changed outside handson/", "### handson/ の外で変更されたファイル"), "",
                   changes.describe()]
@@ -77,7 +87,7 @@ def markdown(grades, changes=None):
 
 def cannot_grade(reason):
     return "\n".join([say("## Celery hands-on: could not grade", "## Celery ハンズオン: 採点できませんでした"), "",
-                      "```text", reason.replace("```", "'''"), "```"]) + "\n"
+                      fenced(reason)]) + "\n"
 
 
 def write_markdown(path, report):
