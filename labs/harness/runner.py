@@ -52,7 +52,11 @@ def _outcome(case):
     for child in case:
         if child.tag in ("failure", "error", "skipped"):
             status = {"failure": "failed", "error": "error", "skipped": "skipped"}[child.tag]
-            message = (child.get("message") or "") + ("\n" + child.text if child.text else "")
+            summary, text = child.get("message") or "", child.text or ""
+            # pytest 9 shortens a long message attribute to its first line and a
+            # "[+N more lines; full report in element text]" note: the text alone is the message then.
+            message = text if text.startswith(summary.split("\n[+", 1)[0]) and "\n[+" in summary \
+                else summary + ("\n" + text if text else "")
             break
     return TestOutcome(module, case.get("name", ""), status, message.strip(),
                        float(case.get("time") or 0), int(case.get("line") or 0))

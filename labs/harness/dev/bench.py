@@ -73,11 +73,12 @@ def worker_ready_times(tries=7):
         return times
 
 
-def wrong_edit_times():
-    """[(edit, seconds from pytest start to exit, first failure's first line)] at HANDSON_SLEEP=1."""
+def wrong_edit_times(matching=""):
+    """[(edit, seconds from pytest start to exit, first failure's first line)] at HANDSON_SLEEP=1,
+    for the edits whose "step N  name" holds ``matching``."""
     env = dict(os.environ, HANDSON_SLEEP="1", HANDSON_REDIS="local", HANDSON_DISCARD_LOGS="1", HANDSON_LANG="en")
     rows = []
-    for edit in EDITS:
+    for edit in [edit for edit in EDITS if matching.lower() in f"step {edit.step}  {edit.name}".lower()]:
         with tempfile.TemporaryDirectory() as scratch:
             workspace = materialize(edit.base, Path(scratch) / "workspace")
             edit.apply(workspace)
@@ -205,9 +206,21 @@ def print_at_scale():
     return 0
 
 
+def print_wrong_edits(matching=""):
+    print("classic wrong edits, HANDSON_SLEEP=1: seconds from pytest start to exit, and the first failure:")
+    for edit, seconds, first in wrong_edit_times(matching):
+        print(f"   step {edit.step}  {edit.name:<45} {seconds:5.1f} s  {first[:70]}", flush=True)
+    return 0
+
+
 def main():
-    if "--at-scale" in sys.argv[1:]:
+    args = sys.argv[1:]
+    if "--at-scale" in args:
         return print_at_scale()
+    if "--edits" in args:
+        # A maintainer's loop: only the wrong edits (those whose "step N  name" holds the next argument).
+        following = args[args.index("--edits") + 1:]
+        return print_wrong_edits(following[0] if following else "")
     print(f"cores: {os.cpu_count()}; python {sys.version.split()[0]}; steps: {len(modules())}")
     ready = worker_ready_times()
     print(f"worker ready (start to 'ready.'): median {statistics.median(ready):.2f} s, "
@@ -225,10 +238,8 @@ def main():
     print("\nseconds in each step's tests at HANDSON_SLEEP=1, serial (fixture start-up in the first):")
     for module, seconds in rows[0][5].items():
         print(f"   {module}: {seconds:.1f} s")
-    print("\nclassic wrong edits, HANDSON_SLEEP=1: seconds from pytest start to exit, and the first failure:")
-    for edit, seconds, first in wrong_edit_times():
-        print(f"   step {edit.step}  {edit.name:<45} {seconds:5.1f} s  {first[:70]}")
-    return 0
+    print()
+    return print_wrong_edits()
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from ..services.redis import RedisUnavailable
 from ..services.stack import Stack, StackSpec
 from .options import LAB
 
+READY_STATES = ("SUCCESS", "FAILURE", "REVOKED")  # a task in one of these runs no more
 SETTLE_TIMEOUT = 10  # seconds for a revoked task to be terminated or discarded: it takes milliseconds
 _shown = pytest.StashKey[dict]()  # what a run has already printed in full: key -> the test that did
 
@@ -93,17 +94,25 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
-def settle(stack, control):
+def settle(stack, control, backend):
     """Bring the stack's workers back to idle with nothing queued: a test that failed half-way
     (or a task still running from the last one) must not decide the next test's verdict."""
     workers = [worker for worker in stack.workers if worker.problem is None and worker.process.running()]
     if not workers:
         return
     control.purge({"celery", *(queue for worker in stack.workers for queue in worker.spec.queues)})
-    leftovers = [task_id for worker in workers for task_id in worker.unfinished_ids()]
-    if leftovers:
-        control.revoke(leftovers, terminate=True)
-        wait_for(lambda: not any(worker.unfinished_ids() for worker in workers), timeout=SETTLE_TIMEOUT)
+
+    def leftovers():
+        # The log cannot tell every end: a task whose pool process died is logged without its id
+        # ("Task handler raised error: WorkerLostError"), and a revoked task that waits for its
+        # countdown is discarded only when that is due. The result backend knows both.
+        return [task_id for worker in workers for task_id in worker.unfinished_ids()
+                if backend.state(task_id) not in READY_STATES]
+
+    left = leftovers()
+    if left:
+        control.revoke(left, terminate=True)
+        wait_for(lambda: not leftovers(), timeout=SETTLE_TIMEOUT)
 
 
 # -- the run's choices ---------------------------------------------------------------
@@ -189,7 +198,8 @@ def django_server(lab_stack):
 def clean_slate(request):
     """Every test that uses the stack starts with empty queues and idle workers."""
     if "lab_stack" in request.fixturenames:
-        settle(request.getfixturevalue("lab_stack"), request.getfixturevalue("broker_control"))
+        settle(request.getfixturevalue("lab_stack"), request.getfixturevalue("broker_control"),
+               request.getfixturevalue("result_backend"))
 
 
 @pytest.fixture
