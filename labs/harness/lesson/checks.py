@@ -226,3 +226,18 @@ def declared_workers(workspace):
         return read_procfile(Path(workspace) / PROCFILE)
     except ProcfileError as error:
         pytest.fail(str(error), pytrace=False)
+
+
+def for_every_task(worker, broker_control, names):
+    """Which of the task options ``names`` (Celery's names, e.g. "task_acks_late") the worker was
+    configured with for every task, in handson/settings.py as CELERY_<NAME> or on the app itself:
+    {name: "CELERY_TASK_ACKS_LATE = True", as the learner wrote it}. Asked of the running worker
+    (its `conf` remote control), never by importing handson."""
+    hostname = worker.hostname()
+    reported = broker_control.worker_settings(hostname) if hostname else {}
+    found = {}
+    for name in names:
+        for spelled in (f"CELERY_{name.upper()}", name):
+            if reported.get(spelled) not in (None, False):
+                found[name] = f"{spelled} = {reported[spelled]!r}"
+    return found

@@ -107,6 +107,28 @@ class BrokerControl:
         """Revoke one id or a list of ids, in one broadcast."""
         self.app.control.revoke(task_ids, terminate=terminate)
 
+    def worker_settings(self, hostname, timeout=3.0):
+        """The settings a running worker reports it was given beyond Celery's defaults (its `conf`
+        remote-control command; secrets come masked): {} when it does not answer in time."""
+        replies = self.app.control.inspect(destination=[hostname], timeout=timeout).conf(with_defaults=False)
+        return (replies or {}).get(hostname) or {}
+
+    def unacknowledged(self):
+        """{task id: delivery tag} of the messages a worker has taken but not acknowledged yet: Kombu's
+        Redis transport keeps each in the hash ``unacked`` (and its delivery time in ``unacked_index``)."""
+        client = self.redis.client(self.redis.broker_url)
+        try:
+            held = client.hgetall("unacked")
+        finally:
+            client.close()
+        found = {}
+        for tag, raw in held.items():
+            try:
+                found[json.loads(raw)[0]["headers"]["id"]] = tag.decode()
+            except (ValueError, LookupError, TypeError):
+                continue
+        return found
+
     def purge(self, queues):
         """Drop every message waiting in these queues (not those a worker has already reserved)."""
         client = self.redis.client(self.redis.broker_url)

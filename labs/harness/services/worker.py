@@ -8,9 +8,11 @@ A worker that cannot start because of the learner's code does not raise here: it
 keeps what it saw in ``problem`` (a Cause), and a test that needs the worker
 fails with it (``require_running``).
 """
+import os
 import re
 import signal
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,7 +95,7 @@ class CeleryWorker:
         if not ready:
             stopped = not self.process.running()
             return self._cause("crashed_on_start" if stopped else "not_ready",
-                               headline=headline(log), seconds=READY_TIMEOUT)
+                               headline=headline(log, self.workspace), seconds=READY_TIMEOUT)
         transport = self.banner("transport") or ""
         if address(transport) != address(self.redis.broker_url):
             return self._cause("wrong_broker", transport=transport, expected=self.redis.broker_url)
@@ -149,6 +151,26 @@ class CeleryWorker:
         match = re.search(r"^ \S*\s*(\S+@\S+) v\d", self.log(), flags=re.M)
         return match.group(1) if match else None
 
+    def kill_pool_process(self, pid, timeout=5.0):
+        """SIGKILL one pool process, as the out-of-memory killer would, with the worker's main process
+        paused until the kernel has made the dead process a zombie.
+
+        Why the pause: the main process learns of a death when the process's sentinel pipe closes, and
+        reaps it with a non-blocking wait. The kernel closes a dying process's files a moment before
+        the process becomes reapable; a main process that wakes in that moment finds nothing to reap,
+        stops watching, and notices the death only at its pool check, up to 5 s later (billiard's
+        maintain_pool timer). Paused, it always wakes after, and notices at once: the same Celery code
+        path, without the lottery."""
+        main = self.process.pid
+        os.kill(main, signal.SIGSTOP)
+        try:
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and _alive(pid):
+                time.sleep(0.001)
+        finally:
+            os.kill(main, signal.SIGCONT)
+
     def pool_pids(self):
         try:
             return [child.pid for child in psutil.Process(self.process.pid).children()]
@@ -159,6 +181,14 @@ class CeleryWorker:
 _ID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _RECEIVED = re.compile(rf"Task [\w.]+\[({_ID})\] received")
 _ENDED = re.compile(rf"\[({_ID})\] (?:succeeded|raised|retry)|Terminating ({_ID})|Discarding revoked task: [\w.]+\[({_ID})\]")
+
+
+def _alive(pid):
+    """Whether ``pid`` is still a running process (not yet a zombie, nor gone)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def address(url):
