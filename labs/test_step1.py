@@ -8,9 +8,10 @@ What you see
 
 Why
     `TaskStep1.post` in handson/views.py calls ``time.sleep()`` before it answers.
-    The server is Django's runserver with ``--nothreading``: one process, one
-    thread, one request at a time, like a small production server whose workers
-    are all busy. Slow work done inside a request holds the browser that asked
+    The server is Django's runserver with ``--nothreading --noreload``: one thread
+    (``--nothreading``) in one process (``--noreload``: no autoreloader process
+    that runs the server in a child), one request at a time, like a small
+    production server whose workers are all busy. Slow work done inside a request holds the browser that asked
     and everyone queued behind it.
 
 What to do
@@ -24,7 +25,8 @@ What to do
 
 なぜ
     handson/views.py の `TaskStep1.post` は応答の前に ``time.sleep()`` を呼びます。サーバーは
-    ``--nothreading`` の runserver で、1 プロセス 1 スレッド、一度に 1 リクエストしか処理しません。
+    ``--nothreading --noreload`` の runserver で、1 プロセス (``--noreload``: サーバーを子プロセスで動かす
+    自動リロードのプロセスなし) 1 スレッド (``--nothreading``)、一度に 1 リクエストしか処理しません。
     リクエストの中で重い処理をすると、そのブラウザも後ろに並んだ全員も待たされます。
 
 やること

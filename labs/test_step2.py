@@ -23,8 +23,12 @@ Files to edit (the same shape as Celery's own Django example)
                           through Django. The lab and `make run` set it for you;
                           `celery -A handson worker` in your own shell does not.
     handson/__init__.py   from .celery import app as celery_app
-                          __all__ = ("celery_app",)   so Django loads the app, and
-                          `celery -A handson` finds it.
+                          __all__ = ("celery_app",)   so that Django loads the app
+                          when it starts, and ``.delay()`` in a view sends through
+                          it. (The worker would find the app without this line:
+                          `celery -A handson` tries handson.app, handson.celery
+                          (your handson/celery.py), then any Celery instance in
+                          the package; tests/test_celery_facts.py checks it.)
     handson/tasks.py      new: @shared_task def hello(message): sleep
                           settings.HANDSON_SLEEP seconds, then print(message).
     handson/views.py      class TaskStep2(View) whose post() calls
@@ -56,7 +60,10 @@ Watch for
                           (os.environ.setdefault)。ラボと `make run` は設定済みですが、自分のシェルで
                           `celery -A handson worker` を起動するときは設定されていません。
     handson/__init__.py   from .celery import app as celery_app と __all__ = ("celery_app",)
-                          (Django 起動時にアプリが読み込まれ、`celery -A handson` がそれを見つけます)。
+                          (Django の起動時にアプリが読み込まれ、ビューの ``.delay()`` がそのアプリで
+                          送ります。ワーカーはこの行がなくてもアプリを見つけます。`celery -A handson` は
+                          handson.app、handson.celery (handson/celery.py)、次にパッケージ内の任意の
+                          Celery インスタンスを探します。tests/test_celery_facts.py で確認)。
     handson/tasks.py      新規: @shared_task の hello(message)。settings.HANDSON_SLEEP 秒 sleep して
                           print(message)。
     handson/views.py      TaskStep2(View) の post() で hello.delay("hello world") を呼び "base" へリダイレクト。
@@ -91,7 +98,7 @@ ANSWER_AT_ONCE = 0.5  # seconds: sending a message to Redis takes milliseconds
 
 def test_the_package_hands_django_and_celery_the_app(lab_stack):
     """`from handson import *` works and gives `celery_app`: Django loads the Celery app through
-    handson/__init__.py, and `celery -A handson` finds it there."""
+    handson/__init__.py, so that a view's `.delay()` sends with it."""
     exports = package_exports(lab_stack.workspace, lab_stack.env)
     others = [name for name in exports["all"] or () if name != "celery_app"]
 

@@ -10,11 +10,14 @@ What you build
     ``revoke`` broadcasts "do not run these ids" to every worker, all the ids in
     one message. (A loop of ``celery_app.AsyncResult(task_id).revoke(terminate=True)``
     is not wrong: it sends one broadcast per id, which is slow with thousands of
-    tasks.) A worker skips a revoked task when its turn comes ("Discarding revoked
-    task") and stores it REVOKED. ``terminate=True`` also kills the pool process
-    already running it (SIGTERM by default), which only a prefork (or eventlet/gevent)
-    pool can do; the task is stored REVOKED ("terminated") and the worker starts a
-    new pool process.
+    tasks.) Each worker keeps the ids in memory, and at once, when the broadcast
+    arrives, stores REVOKED for every id it is not running whose state is still
+    PENDING (no entry yet), RECEIVED, RETRY or REJECTED: a queued task shows REVOKED
+    right away. It skips the task later, when its turn comes ("Discarding revoked
+    task" in its log). ``terminate=True`` also kills the pool process already
+    running it (SIGTERM by default), which the prefork pool can do (eventlet and
+    gevent can too; solo and threads cannot); the task is stored REVOKED
+    ("terminated") and the worker starts a new pool process.
 
 Files to edit
     handson/views.py   class TaskStep4(View) whose post() revokes as above and
@@ -26,9 +29,13 @@ Watch for
       backend has no entry yet for a queued task (step 3), so a loop over the
       backend's keys misses exactly the tasks that have not started.
     - Without ``terminate=True`` a running task is not stopped: it runs to the end
-      and ends SUCCESS. It does not "run again after a restart" either: a revoke
-      only lives in the worker's memory (``--statedb`` keeps it across restarts).
-      The last test here shows it.
+      and ends SUCCESS (the last test here shows it, and that the queued task is
+      REVOKED before the running one ends). It does not "run again after a
+      restart" either: by default its message was acknowledged when a pool process
+      started it, so the broker holds nothing more to deliver
+      (tests/test_celery_facts.py checks when the acknowledgement comes). The
+      revoked ids themselves live only in the workers' memory (``--statedb`` keeps
+      them across a restart).
 
 作るもの
     「StopAllTasks」ボタンは /handson/task_step4 に POST します。そのビューは、アプリが送った
@@ -36,11 +43,13 @@ Watch for
 
     ``revoke`` は「これらの id を実行するな」を 1 つのメッセージで全ワーカーに通知します
     (``celery_app.AsyncResult(task_id).revoke(terminate=True)`` のループも間違いではありませんが、
-    id ごとに 1 回通知するので、タスクが何千もあると遅くなります)。ワーカーは順番が来た取り消し済み
-    タスクを実行せず ("Discarding revoked task")、REVOKED として保存します。``terminate=True`` は
-    実行中のプールプロセスも終了させます (既定は SIGTERM)。これができるのは prefork (または
-    eventlet/gevent) プールだけです。タスクは REVOKED ("terminated") として保存され、ワーカーは
-    新しいプールプロセスを起動します。
+    id ごとに 1 回通知するので、タスクが何千もあると遅くなります)。各ワーカーは id をメモリに覚え、
+    通知が届いたその時点で、自分が実行中でなく状態がまだ PENDING (項目なし)・RECEIVED・RETRY・
+    REJECTED の id を REVOKED として保存します。キュー待ちのタスクはすぐに REVOKED と表示されます。
+    実際にスキップするのは後で順番が来たときです (ログに "Discarding revoked task")。
+    ``terminate=True`` は実行中のプールプロセスも終了させます (既定は SIGTERM)。prefork プールはこれができます
+    (eventlet と gevent も可、solo と threads は不可)。タスクは REVOKED ("terminated") として
+    保存され、ワーカーは新しいプールプロセスを起動します。
 
 編集するファイル
     handson/views.py   TaskStep4(View) の post() で上のように revoke し "base" へリダイレクト
@@ -51,14 +60,18 @@ Watch for
     - id はアプリ自身の記録 ``tasklog.unfinished()`` から取ります。キュー待ちのタスクは結果
       バックエンドにまだ項目がないので (ステップ 3)、バックエンドのキーを回すループでは、まさに
       開始前のタスクを取りこぼします。
-    - ``terminate=True`` がないと実行中のタスクは止まらず、最後まで走って SUCCESS になります。
-      「再起動後に再実行される」こともありません。revoke はワーカーのメモリにだけ残ります
-      (``--statedb`` で再起動後も保持)。最後のテストで確かめます。
+    - ``terminate=True`` がないと実行中のタスクは止まらず、最後まで走って SUCCESS になります
+      (最後のテストで確かめます。キュー待ちのタスクが、実行中のタスクが終わる前に REVOKED に
+      なることも)。「再起動後に再実行される」こともありません。既定ではそのメッセージはプール
+      プロセスが実行を始めた時点で確認応答 (ack) 済みで、ブローカーにはもう配送するものがない
+      からです (ack の時点は tests/test_celery_facts.py が確かめます)。取り消した id そのものは
+      ワーカーのメモリにだけ残ります (``--statedb`` で再起動後も保持)。
 """
 import pytest
 
 from labs.harness.i18n import say
 from labs.harness.lesson.checks import (
+    HELLO,
     STOP_ALL_TASKS,
     find_button,
     press_stop_all_tasks,
@@ -140,8 +153,9 @@ def test_revoke_without_terminate_skips_queued_but_lets_running_finish(
         web, celery_worker, result_backend, broker_control, sleep_seconds):
     """Settles the original hands-on's open question: what does revoke() without terminate do?
 
-    The queued task is skipped (REVOKED). The running one is not touched: it
-    prints "hello world" and ends SUCCESS.
+    The queued task is stored REVOKED at once, while the running one still runs,
+    and skipped when its turn comes. The running one is not touched: it prints
+    "hello world" and ends SUCCESS.
     """
     celery_worker.require_running()
     broker_control.connect()
@@ -150,8 +164,10 @@ def test_revoke_without_terminate_skips_queued_but_lets_running_finish(
     # The queued task's revoke first, at once: it must reach the worker before the running task ends.
     broker_control.revoke(queued, terminate=False)
     _wait_until_running(result_backend, running)
+    # The worker writes REVOKED when the broadcast arrives, not when the queued task's turn comes.
+    revoked_at_once = wait_for(lambda: result_backend.state(queued) == "REVOKED", timeout=REVOKE_WITHIN)
+    running_then = result_backend.state(running)
     broker_control.revoke(running, terminate=False)
-    # Both: the worker stores the queued one REVOKED when its turn comes, just after the running one ends.
     wait_for(lambda: result_backend.state(running) in ENDED and result_backend.state(queued) in ENDED,
              timeout=2 * sleep_seconds + 20)
 
@@ -160,6 +176,20 @@ def test_revoke_without_terminate_skips_queued_but_lets_running_finish(
         "(skipped when its turn came).",
         f"terminate なしで取り消したキュー待ちタスクが {result_backend.state(queued)!r} です。REVOKED "
         "(順番が来たときにスキップ) のはずです。",
+    )
+    assert revoked_at_once and running_then == "STARTED", say(
+        f"The queued task should be stored REVOKED as soon as the revoke arrives, while the running task is "
+        f"still STARTED; it was {'REVOKED' if revoked_at_once else result_backend.state(queued)!r} "
+        f"{REVOKE_WITHIN:g} s after the revoke, with the running task {running_then!r}.",
+        f"キュー待ちタスクは revoke が届いた時点で、実行中のタスクがまだ STARTED のうちに REVOKED と保存される"
+        f"はずです。revoke から {REVOKE_WITHIN:g} 秒後、キュー待ちは "
+        f"{'REVOKED' if revoked_at_once else result_backend.state(queued)!r}、実行中のタスクは {running_then!r} でした。",
+    )
+    # The discard comes when a pool process is free again, a moment after the running task has ended.
+    discarded = wait_for(lambda: f"Discarding revoked task: {HELLO}[{queued}]" in celery_worker.log(mark), timeout=5)
+    assert discarded, say(
+        f"The worker's log should say \"Discarding revoked task\" for {queued} when its turn came.",
+        f"ワーカーのログには、順番が来たとき {queued} の \"Discarding revoked task\" が出るはずです。",
     )
     assert result_backend.state(running) == "SUCCESS", say(
         f"The running task revoked without terminate ended {result_backend.state(running)!r}, expected SUCCESS: "

@@ -43,7 +43,9 @@ What you build
 Files to edit
     handson/tasks.py   call_service as above (``from . import unreliable``)
     handson/views.py   class TaskStep5(View) whose post() sends the two calls and
-                       redirects to "base"
+                       redirects to "base"; at the top of the file ``import uuid``,
+                       ``from . import unreliable`` (for unreliable.DOWN) and
+                       call_service in ``from .tasks import ...``
     handson/urls.py    path("handson/task_step5", views.TaskStep5.as_view(), name="task_step5")
 
 Watch for
@@ -62,8 +64,8 @@ Watch for
 作るもの
     「Step5」ボタンは /handson/task_step5 に POST します。そのビューは 2 つの呼び出しを送ります
     (上のコード: 2 回失敗してから応答するキーと、決して応答しないキー)。タスクは ConnectionError で
-    リトライします。どうリトライするかは、Celery の利用者がタスクごとに書く場所、デコレーターの
-    オプションで宣言します (上のコード)。
+    リトライします。リトライの仕方はタスクごとに、デコレーターのオプションとして宣言します
+    (上のコード)。Celery の利用者はふつうここに書きます。
 
     autoretry_for   「後でもう一度」を意味する例外 (すべてのエラーではありません。バグは何度やっても
                     失敗し、リトライはそれを隠すだけです)。
@@ -82,7 +84,9 @@ Watch for
 
 編集するファイル
     handson/tasks.py   上の call_service (``from . import unreliable``)
-    handson/views.py   TaskStep5(View) の post() で 2 つの呼び出しを送り "base" へリダイレクト
+    handson/views.py   TaskStep5(View) の post() で 2 つの呼び出しを送り "base" へリダイレクト。
+                       ファイルの先頭に ``import uuid``、``from . import unreliable`` (unreliable.DOWN
+                       のため)、``from .tasks import ...`` に call_service
     handson/urls.py    path("handson/task_step5", views.TaskStep5.as_view(), name="task_step5")
 
 注意

@@ -29,10 +29,13 @@ What you build
     soft_time_limit   after that many seconds Celery raises SoftTimeLimitExceeded
                       inside the task (the pool process gets a signal). The task
                       can catch it, clean up, and return a result: SUCCESS.
-    time_limit        after that many seconds the worker kills the pool process
-                      (SIGKILL) and starts a new one (at its next pool check,
-                      within 5 s). The task is stored FAILURE
-                      with TimeLimitExceeded; nothing in it can clean up. This is
+    time_limit        after that many seconds the worker stores the task FAILURE
+                      with TimeLimitExceeded and ends its pool process: SIGTERM,
+                      then SIGKILL 0.1 s later if it is still alive. SIGTERM raises
+                      SystemExit inside the task, so a ``finally:`` block may run,
+                      but only for that tenth of a second: do not count on it for
+                      clean-up. The worker then starts a new pool process (usually
+                      at once, else at its pool check every 5 s). This limit is
                       for code that never lets go: the second report swallows
                       SoftTimeLimitExceeded like any other exception (as badly
                       written libraries do with ``except Exception``).
@@ -46,7 +49,8 @@ Why the solo and threads pools ignore them
     kill the worker), and the threads pool runs it in a thread of that process
     (Python cannot interrupt or kill a thread from outside). So with
     ``--pool=solo`` or ``--pool=threads`` a hanging task hangs for good: use
-    prefork (the default) when tasks can hang.
+    prefork (the default) when tasks can hang. (tests/test_celery_facts.py checks
+    this, and the SIGTERM-first hard limit, on the installed Celery.)
 
 Files to edit
     handson/tasks.py   build_report as above (``from . import hanging``)
@@ -68,9 +72,12 @@ Files to edit
     soft_time_limit   その秒数が過ぎると、Celery はタスクの中で SoftTimeLimitExceeded を送出します
                       (プールプロセスにシグナルが届きます)。タスクはこれを捕まえて後片付けし、結果を
                       返せます: SUCCESS。
-    time_limit        その秒数が過ぎると、ワーカーはプールプロセスを kill (SIGKILL) し、新しいものを
-                      起動します (次のプール点検時、5 秒以内)。タスクは TimeLimitExceeded の FAILURE として保存され、後片付けは
-                      できません。決して手放さないコードのためのものです。2 つ目のレポートは
+    time_limit        その秒数が過ぎると、ワーカーはタスクを TimeLimitExceeded の FAILURE として保存し、
+                      プールプロセスを終了させます: SIGTERM、まだ生きていれば 0.1 秒後に SIGKILL。
+                      SIGTERM はタスクの中で SystemExit を送出するので ``finally:`` は実行されえますが、
+                      その 0.1 秒の間だけです。後片付けには頼れません。その後ワーカーは新しい
+                      プールプロセスを起動します (たいていすぐに、そうでなければ 5 秒ごとのプール点検で)。
+                      この制限は決して手放さないコードのためのものです。2 つ目のレポートは
                       SoftTimeLimitExceeded も他の例外と同様に握りつぶします (``except Exception`` を
                       書く出来の悪いライブラリのように)。
 
@@ -82,7 +89,8 @@ solo プールと threads プールで効かない理由
     ワーカー自身のプロセスで実行し (kill するとワーカーが死にます)、threads プールはそのプロセスの
     スレッドで実行します (Python は外からスレッドを中断も kill もできません)。そのため
     ``--pool=solo`` や ``--pool=threads`` では、ハングしたタスクはハングしたままです。タスクが
-    ハングしうるなら prefork (既定) を使ってください。
+    ハングしうるなら prefork (既定) を使ってください (このことと、SIGTERM が先に来るハード制限は、
+    tests/test_celery_facts.py がインストール済みの Celery で確かめます)。
 
 編集するファイル
     handson/tasks.py   上の build_report (``from . import hanging``)

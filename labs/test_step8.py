@@ -40,7 +40,10 @@ What you build
                         two seconds instead of eight. More processes than cores
                         only help while tasks wait (sleep, network, disk).
     -n default@%h       a name per node (%h is the host name): two workers with
-                        one name confuse remote control and monitoring.
+                        one name confuse remote control and monitoring. (The lab
+                        and `make run` add six random characters to the name
+                        you give, as in ``default-9bfd30@yourhost``, so that two
+                        runs side by side never share a node name.)
     task_routes + -Q    long_report goes to the queue "slow"; only the node
                         started with -Q slow takes from it, and the default node
                         (no -Q: the queue "celery") never sees a long report. Short
@@ -83,7 +86,9 @@ How the lab checks it
                         コア数より多いプロセスが役立つのは、タスクが待っている (sleep、ネットワーク、
                         ディスク) 間だけです。
     -n default@%h       ノードごとの名前 (%h はホスト名)。同じ名前のワーカーが 2 つあるとリモート制御や
-                        監視が混乱します。
+                        監視が混乱します (ラボと `make run` は、並べて動かした 2 つの実行でノード名が
+                        重ならないよう、``default-9bfd30@ホスト名`` のように名前に 6 文字のランダムな
+                        文字を加えます)。
     task_routes + -Q    long_report はキュー "slow" へ送られ、そこから受け取るのは -Q slow で起動した
                         ノードだけです。既定のノード (-Q なし: キュー "celery") は長いレポートを見ません。
                         短いタスクが長いタスクの後ろで詰まらなくなります。

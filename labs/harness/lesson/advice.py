@@ -17,13 +17,17 @@ def _log_block(cause):
 
 
 def _no_celery_app(cause):
+    # celery/app/utils.py, find_app: handson.app, then handson.celery (the attribute, else the module
+    # handson/celery.py and its `app`), then any Celery instance among handson's attributes.
     return say(
-        "The worker found no Celery app: `celery -A handson worker` looks in the package handson "
-        "(for `celery_app` or `app`, then in the module handson.celery). Create handson/celery.py with "
-        f"app = Celery(\"handson\"), and in handson/__init__.py write `{APP_IMPORT}`.",
-        "ワーカーが Celery アプリを見つけられません。`celery -A handson worker` は handson パッケージ "
-        "(`celery_app` または `app`、次に handson.celery モジュール) を探します。handson/celery.py に "
-        f"app = Celery(\"handson\") を作り、handson/__init__.py に `{APP_IMPORT}` と書いてください。",
+        "The worker found no Celery app: `celery -A handson worker` tries handson.app, then handson.celery "
+        "(the module handson/celery.py and its `app`), then any Celery instance in the package handson. Create "
+        f"handson/celery.py with app = Celery(\"handson\"), and in handson/__init__.py write `{APP_IMPORT}` "
+        "(that line is for Django: it loads the app when the web server starts).",
+        "ワーカーが Celery アプリを見つけられません。`celery -A handson worker` は handson.app、次に "
+        "handson.celery (モジュール handson/celery.py とその `app`)、次に handson パッケージ内の任意の Celery "
+        f"インスタンスを探します。handson/celery.py に app = Celery(\"handson\") を作り、handson/__init__.py に "
+        f"`{APP_IMPORT}` と書いてください (この行は Django のためのもので、Web サーバーの起動時にアプリを読み込みます)。",
     )
 
 
@@ -78,6 +82,15 @@ def _server_error(cause):
     text = say(f"{d['method']} {d['path']} answered {d['status']} ({what}).",
                f"{d['method']} {d['path']} が {d['status']} を返しました ({what})。")
     seen, where = d.get("seen") or (None, "")
+    if "missing 1 required positional argument" in (d.get("headline") or ""):
+        text += say(
+            " If that task's first parameter is `self`, declare it with @shared_task(bind=True, ...): only then does "
+            "Celery pass the task itself as `self`; without it, what you send fills `self` and the last parameter "
+            "is missing.",
+            " そのタスクの最初の引数が `self` なら @shared_task(bind=True, ...) と宣言してください。そうして初めて "
+            "Celery はタスク自身を `self` として渡します。ないと、送った値が `self` に入り、最後の引数が足りなく"
+            "なります。",
+        )
     if seen == "redis_refused":
         text += say(
             f" Django could not reach Redis at {where}: the lab's Redis is elsewhere, on a free port. "

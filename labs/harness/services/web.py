@@ -60,7 +60,7 @@ class DjangoServer:
         if not ready:
             stopped = not self.process.running()
             self.problem = Cause("web", "crashed_on_start" if stopped else "not_ready",
-                                 {"headline": headline(self.process.log_text()), "seconds": READY_TIMEOUT},
+                                 {"headline": headline(self.process.log_text(), self.workspace), "seconds": READY_TIMEOUT},
                                  self.process.log_tail())
         return self
 
@@ -143,7 +143,7 @@ class WebClient:
         if answer.status >= 500:
             log = process.log_text(log_mark)
             raise ServiceProblem(Cause("web", "server_error", {
-                "method": method, "path": path, "status": answer.status, "headline": headline(log),
+                "method": method, "path": path, "status": answer.status, "headline": headline(log, self.server.workspace),
                 "body": answer.text[:300], "seen": seen_in_log(log + answer.text),
             }, "\n".join(log.splitlines()[-40:])))
         return answer

@@ -1,0 +1,263 @@
+"""What the lessons say about Celery, Kombu and Django, asserted on real workers of the installed versions.
+
+A lesson is only as good as its facts. Where a lesson (labs/test_step*.py), a hint (labs/steps.toml)
+or an advice sentence (labs/harness/lesson/advice.py) states a behaviour of the libraries rather than
+of the learner's code, it is checked here, on the reference app plus a few probe tasks, so that an
+upgrade that changes the behaviour fails CI instead of leaving a lesson wrong. Each test names the
+lesson that relies on it; the lessons name these tests back.
+
+(The lab modules themselves hold the rest on the reference: a queued task revoked is REVOKED at
+once, a running one revoked without terminate ends SUCCESS (step 4); retry spacing (step 5);
+WorkerLostError by default and a new pool process (step 6); SoftTimeLimitExceeded inside the task
+and FAILURE TimeLimitExceeded at the hard limit (step 7); prefetch leaving a long task in Redis (step 8).)
+"""
+import json
+import os
+import signal
+
+import psutil
+import pytest
+
+from labs.harness.lesson.waiting import wait_for
+from labs.harness.reference import materialize
+from labs.harness.services.redis import LocalRedis
+from labs.harness.services.stack import Stack, StackSpec
+from labs.harness.services.worker import WorkerSpec
+from labs.harness.steps import last_step
+
+SLEEP = 1.5  # seconds the probes' slow work takes (HANDSON_SLEEP of these stacks)
+PROBES = '''
+
+# --- probe tasks of tests/test_celery_facts.py (not part of the hands-on) ---
+import redis as _probe_redis
+
+
+def _probe_client():
+    return _probe_redis.Redis.from_url(settings.HANDSON_RESULT_BACKEND)
+
+
+@shared_task(time_limit=1)
+def probe_cleanup_at_the_hard_limit(key):
+    try:
+        while True:
+            time.sleep(0.05)
+    finally:
+        _probe_client().set(key, "finally ran", ex=600)
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, retry_on_worker_lost=True,
+             default_retry_delay=1, max_retries=1)
+def probe_retry_on_worker_lost(self):
+    time.sleep(settings.HANDSON_SLEEP)
+    return self.request.retries
+
+
+@shared_task(acks_late=True)
+def probe_acks_late():
+    time.sleep(settings.HANDSON_SLEEP)
+    return "done"
+
+
+@shared_task(soft_time_limit=0.5, time_limit=1)
+def probe_over_its_limits():
+    time.sleep(settings.HANDSON_SLEEP)
+    return "ran to the end"
+'''
+# Kombu's Redis transport: an unacked message past the visibility timeout is swept back on the next
+# restore (every unacked_restore_interval x unacked_restore_throttle seconds): all short here.
+QUICK_RESTORE = ('\nCELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2, "unacked_restore_interval": 1, '
+                 '"unacked_restore_throttle": 1}\n')
+ENDED = ("SUCCESS", "FAILURE", "REVOKED")
+
+
+def probe_workspace(folder, settings_extra=""):
+    """The reference app with the probe tasks (and ``settings_extra``) added."""
+    workspace = materialize(last_step(), folder)
+    tasks = workspace / "handson" / "tasks.py"
+    tasks.write_text(tasks.read_text() + PROBES)
+    settings = workspace / "handson" / "settings.py"
+    settings.write_text(settings.read_text() + settings_extra)
+    return workspace
+
+
+@pytest.fixture(scope="module")
+def redis(tmp_path_factory):
+    server = LocalRedis(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def client(redis):
+    """A Celery client of the lab's Redis, as a view would be: it sends by task name."""
+    from celery import Celery
+
+    app = Celery("facts", broker=redis.broker_url, backend=redis.result_backend_url, set_as_current=False)
+    app.conf.task_serializer = "json"
+    yield app
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    return probe_workspace(tmp_path_factory.mktemp("probes"))
+
+
+@pytest.fixture
+def start(tmp_path, redis):
+    """start(workspace, *worker specs, web=False) -> a running Stack on the module's Redis, stopped after the test."""
+    stacks = []
+
+    def _start(workspace, *workers, web=False):
+        stack = Stack(workspace, redis, SLEEP, tmp_path / f"stack{len(stacks)}",
+                      StackSpec(workers=workers or (WorkerSpec(),), web=web), own_redis=False).start()
+        stacks.append(stack)
+        assert not stack.problems(), stack.problems()
+        return stack
+
+    yield _start
+    for stack in reversed(stacks):
+        stack.stop()
+    redis.client(redis.broker_url).flushdb()
+    redis.client().flushdb()
+
+
+def state(redis, task_id):
+    raw = redis.client().get(f"celery-task-meta-{task_id}")
+    return json.loads(raw) if raw else {"status": None, "result": None}
+
+
+def wait_state(redis, task_id, states, timeout):
+    return wait_for(lambda: state(redis, task_id)["status"] in states, timeout=timeout, interval=0.02)
+
+
+def unacked_ids(redis):
+    """{task id: delivery tag} of the messages Kombu keeps as delivered but not acknowledged."""
+    held = redis.client(redis.broker_url).hgetall("unacked")
+    return {json.loads(raw)[0]["headers"]["id"]: tag.decode() for tag, raw in held.items()}
+
+
+def test_a_message_is_acknowledged_when_a_pool_process_starts_the_task_and_prefetched_ones_stay_unacked(
+        workspace, start, client, redis):
+    """Step 4 ("revoked without terminate ... its message was acknowledged when it started"), step 6
+    (hello's work is lost) and step 8 (prefetch): by default the ack comes when a pool process starts
+    the task; a message the worker only reserved ahead stays unacked in Redis (celery/worker/request.py,
+    on_accepted)."""
+    start(workspace)
+    running = client.send_task("handson.tasks.hello", ("hello world",)).id
+    reserved = client.send_task("handson.tasks.hello", ("hello world",)).id
+    assert wait_state(redis, running, ("STARTED",), timeout=10), state(redis, running)
+    held = wait_for(lambda: unacked_ids(redis) if reserved in unacked_ids(redis) else None, timeout=5)
+
+    assert held and running not in held, f"while {running} runs, unacked holds {held}"
+    assert wait_state(redis, reserved, ("SUCCESS",), timeout=2 * SLEEP + 10)
+    assert not unacked_ids(redis)
+
+
+def test_an_acks_late_message_stays_in_a_hash_and_a_sorted_set_until_the_task_ends(workspace, start, client, redis):
+    """Step 6 ("the message waits in the broker's unacked hash and its index, a sorted set"): with
+    acks_late the delivery is kept in `unacked` (the message) and `unacked_index` (delivery time) while
+    the task runs, and removed when it ends (kombu/transport/redis.py, QoS.append / ack)."""
+    start(workspace)
+    task_id = client.send_task("handson.tasks.probe_acks_late").id
+    assert wait_state(redis, task_id, ("STARTED",), timeout=10)
+    tag = unacked_ids(redis).get(task_id)
+    broker = redis.client(redis.broker_url)
+
+    assert tag and broker.zscore("unacked_index", tag) is not None, (unacked_ids(redis), broker.zrange("unacked_index", 0, -1))
+    assert wait_state(redis, task_id, ("SUCCESS",), timeout=SLEEP + 10)
+    assert wait_for(lambda: not broker.hlen("unacked") and not broker.zcard("unacked_index"), timeout=5)
+
+
+def test_kombu_sweeps_unacked_messages_back_about_every_100_seconds_by_default():
+    """Step 6 ("comes back up to about 100 s after the visibility timeout"): the defaults of Kombu's
+    Redis transport, an hour of visibility and a restore scan every 10 x 10 seconds."""
+    from kombu.transport.redis import Channel
+
+    assert Channel.visibility_timeout == 3600
+    assert Channel.unacked_restore_interval * Channel.unacked_restore_throttle == 100
+
+
+def test_a_message_left_unacked_by_a_dead_worker_comes_back_after_the_visibility_timeout(
+        tmp_path, start, client, redis):
+    """Step 6 ("When the whole worker dies"): kill -9 of the worker's whole process group mid-task
+    leaves the acks_late message unacked and the task STARTED; once the visibility timeout has passed
+    (2 s here) a worker puts it back on the queue and it runs again."""
+    workspace = probe_workspace(tmp_path / "quick-restore", QUICK_RESTORE)
+    first = start(workspace)
+    task_id = client.send_task("handson.tasks.probe_acks_late").id
+    assert wait_state(redis, task_id, ("STARTED",), timeout=10)
+    os.killpg(first.worker.process.pid, signal.SIGKILL)
+    wait_for(lambda: not first.worker.process.running(), timeout=5)
+
+    assert task_id in unacked_ids(redis) and state(redis, task_id)["status"] == "STARTED"
+    second = start(workspace)
+    received = wait_for(lambda: f"[{task_id}] received" in second.worker.log(), timeout=10)
+    assert received, second.worker.log()[-2000:]
+    assert wait_state(redis, task_id, ("SUCCESS",), timeout=SLEEP + 10), state(redis, task_id)
+
+
+def test_the_hard_limit_sends_sigterm_first_so_a_finally_block_runs(workspace, start, client, redis):
+    """Step 7 ("SIGTERM first, SIGKILL 0.1 s later: a finally: block may run briefly"): billiard's
+    _trywaitkill; the task is stored FAILURE TimeLimitExceeded."""
+    start(workspace)
+    key = "facts:finally"
+    task_id = client.send_task("handson.tasks.probe_cleanup_at_the_hard_limit", (key,)).id
+    assert wait_state(redis, task_id, ENDED, timeout=10)
+
+    assert state(redis, task_id)["result"]["exc_type"] == "TimeLimitExceeded"
+    assert wait_for(lambda: redis.client().get(key), timeout=2) == b"finally ran"
+
+
+def test_retry_on_worker_lost_takes_precedence_over_reject_and_waits_default_retry_delay(
+        workspace, start, client, redis):
+    """Step 6 ("retry_on_worker_lost ... takes precedence over reject_on_worker_lost, counts against
+    max_retries, waits default_retry_delay"): celery/worker/request.py, on_failure and _retry_worker_lost."""
+    stack = start(workspace)
+    mark = stack.worker.mark()
+    task_id = client.send_task("handson.tasks.probe_retry_on_worker_lost").id
+    assert wait_state(redis, task_id, ("STARTED",), timeout=10)
+    stack.worker.kill_pool_process(state(redis, task_id)["result"]["pid"])
+
+    assert wait_state(redis, task_id, ("RETRY",), timeout=10), state(redis, task_id)
+    assert f"[{task_id}] retry: Retry in 1s" in stack.worker.log(mark)
+    assert wait_state(redis, task_id, ("SUCCESS",), timeout=SLEEP + 10), state(redis, task_id)
+    assert state(redis, task_id)["result"] == 1  # the second run is retry number 1
+
+
+@pytest.mark.parametrize("pool", ["solo", "threads"])
+def test_the_solo_and_threads_pools_enforce_no_time_limit_and_terminate_nothing(pool, workspace, start, client, redis):
+    """Step 7 ("solo and threads ignore both limits") and step 4 / the README ("only prefork, eventlet
+    and gevent can stop a running task"): with these pools a task runs past its limits to SUCCESS, and
+    revoke(terminate=True) leaves a running task to finish."""
+    start(workspace, WorkerSpec(pool=pool))
+    over = client.send_task("handson.tasks.probe_over_its_limits").id
+    assert wait_state(redis, over, ENDED, timeout=SLEEP + 10)
+    assert state(redis, over)["status"] == "SUCCESS", state(redis, over)
+
+    running = client.send_task("handson.tasks.hello", ("hello world",)).id
+    assert wait_state(redis, running, ("STARTED",), timeout=10)
+    client.control.revoke(running, terminate=True)
+    assert wait_state(redis, running, ENDED, timeout=SLEEP + 10)
+    assert state(redis, running)["status"] == "SUCCESS", state(redis, running)
+
+
+def test_celery_a_handson_finds_the_app_without_the_import_in_init(tmp_path, start):
+    """Step 2 and the advice for "no Celery app": `celery -A handson` tries handson.app, handson.celery
+    (the module handson/celery.py and its `app`), then any Celery instance in the package
+    (celery/app/utils.py, find_app); it never looks for `celery_app`. The import in __init__.py is
+    for Django, not for the worker."""
+    workspace = probe_workspace(tmp_path / "no-import")
+    init = workspace / "handson" / "__init__.py"
+    init.write_text('"""Without the Celery import."""\n')
+
+    stack = start(workspace)
+    assert "handson.tasks.hello" in stack.worker.registered_tasks()
+
+
+def test_runserver_noreload_serves_from_the_one_process_it_starts(workspace, start):
+    """Step 1 ("one process: --noreload; one thread: --nothreading"): without --noreload, runserver's
+    autoreloader would run the server in a child process."""
+    stack = start(workspace, web=True)
+    assert psutil.Process(stack.web.process.pid).children() == []
+    assert stack.web.client().get("/handson").status == 200
