@@ -148,8 +148,9 @@ def _follow(task_id, result_backend, recorded, celery_worker, mark):
     in order, without repeats; log events). A RETRY can last milliseconds (jitter picks 0 s), so the states
     come from the backend's own notifications (``recorded``), not from polling."""
     def ended():
-        events = task_events(celery_worker.log(mark), CALL_SERVICE, task_id)
-        return result_backend.state(task_id) in ENDED or _too_slow(_delays(events))
+        # Or decided already: a retry that waits too long, or one retry more than max_retries allows.
+        delays = _delays(task_events(celery_worker.log(mark), CALL_SERVICE, task_id))
+        return result_backend.state(task_id) in ENDED or _too_slow(delays) or len(delays) > MAX_RETRIES
 
     wait_for(ended, timeout=RETRIED_WITHIN, interval=0.02)
     if result_backend.state(task_id) in ("SUCCESS", "FAILURE"):
@@ -234,6 +235,14 @@ def test_a_service_that_stays_down_fails_after_max_retries_plus_one_calls(
     delays = _delays(events)
     _check_backoff(delays)
     calls = _calls(result_backend, task["key"])
+    assert len(delays) <= MAX_RETRIES, say(
+        f"After {calls} calls the worker announced retry number {len(delays)}: call_service retries more than "
+        f"{MAX_RETRIES} times (Celery's default max_retries is 3). Set max_retries={MAX_RETRIES} on call_service "
+        f"in handson/tasks.py: {DECORATOR}.",
+        f"{calls} 回の呼び出しの後、ワーカーは {len(delays)} 回目のリトライを告げました。call_service が "
+        f"{MAX_RETRIES} 回より多くリトライします (Celery の既定の max_retries は 3)。handson/tasks.py の call_service に "
+        f"max_retries={MAX_RETRIES} を指定してください: {DECORATOR}。",
+    )
     assert seen[-1] in ENDED, say(
         f"The call to a service that never answers was still {seen[-1]!r} after {RETRIED_WITHIN} s "
         f"({calls} calls). With {DECORATOR} it ends FAILURE after {CALLS} calls, within about 4 s.",

@@ -102,7 +102,7 @@ import re
 import pytest
 
 from labs.harness.i18n import say
-from labs.harness.lesson.checks import press_for_new_tasks, send_hello_tasks
+from labs.harness.lesson.checks import for_every_task, press_for_new_tasks, send_hello_tasks
 from labs.harness.lesson.waiting import wait_for
 from labs.harness.services.worker import WorkerSpec
 
@@ -190,7 +190,7 @@ def test_the_soft_limit_lets_a_hanging_task_clean_up_and_return(web, celery_work
 
 
 def test_the_hard_limit_kills_a_task_that_ignores_the_soft_one_and_the_worker_goes_on(
-        web, celery_worker, result_backend, sleep_seconds):
+        web, celery_worker, result_backend, broker_control, sleep_seconds):
     """The report that swallows every exception: "Hard time limit exceeded", its pool process killed,
     FAILURE TimeLimitExceeded; then the worker runs the next task (hello) to SUCCESS."""
     celery_worker.require_running()
@@ -226,6 +226,18 @@ def test_the_hard_limit_kills_a_task_that_ignores_the_soft_one_and_the_worker_go
     )
     ran = wait_for(lambda: result_backend.state(next_task) in ENDED, timeout=sleep_seconds + 15)
     celery_worker.require_running()
+    hello_meta = result_backend.meta(next_task) or {}
+    if hello_meta.get("status") == "FAILURE":
+        found = for_every_task(celery_worker, broker_control, ("task_soft_time_limit", "task_time_limit"))
+        written = ", ".join(found.values())
+        assert not found, say(
+            f"hello ended FAILURE {hello_meta.get('result')!r}: the app sets {written} for every task, hello too "
+            f"(hello sleeps {sleep_seconds:g} s). Remove the time limits from handson/settings.py and declare them "
+            f"on build_report alone, in handson/tasks.py: {LIMITS}.",
+            f"hello が FAILURE {hello_meta.get('result')!r} で終わりました。アプリが {written} を全タスクに設定して"
+            f"おり、hello にも効いています (hello は {sleep_seconds:g} 秒 sleep します)。handson/settings.py から"
+            f"時間制限を消し、handson/tasks.py の build_report だけに宣言してください: {LIMITS}。",
+        )
     assert ran and result_backend.state(next_task) == "SUCCESS", say(
         f"After the hard limit the worker should run the next task: hello is {result_backend.state(next_task)!r}.",
         f"ハード制限の後、ワーカーは次のタスクを実行するはずです。hello は {result_backend.state(next_task)!r} です。",

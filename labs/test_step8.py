@@ -105,6 +105,7 @@ How the lab checks it
     Redis のブローカーのリスト "slow" を見ます。時間の判定は相対的 (直列の時間に対する割合) で、
     混んだマシンでも通るよう余裕を持たせています。
 """
+import fnmatch
 import time
 
 import pytest
@@ -217,13 +218,34 @@ def _nodes_that_received(step8, name, task_id):
     return [node for node, log in step8["received"].items() if pattern in log]
 
 
-def _check_routed(step8):
+def _routes_to_no_task(celery_workers, broker_control):
+    """The keys of the app's task_routes that match no task the workers registered, and those names.
+    A route's key is a task's full name, or a glob such as "handson.tasks.*" (Celery's routes)."""
+    worker = celery_workers[0]
+    reported = broker_control.worker_settings(worker.hostname()) if worker.hostname() else {}
+    routes = reported.get("CELERY_TASK_ROUTES") or reported.get("task_routes") or {}
+    registered = sorted({name for each in celery_workers for name in each.registered_tasks()
+                         if not name.startswith("celery.")})
+    unknown = [key for key in routes if isinstance(routes, dict) and not fnmatch.filter(registered, key)]
+    return unknown, registered
+
+
+def _check_routed(step8, celery_workers, broker_control):
     slow_nodes = [node for node, queues in step8["queues"].items() if queues == ("slow",)]
     long_nodes = {node for task_id in _of(step8, LONG_REPORT) for node in _nodes_that_received(step8, LONG_REPORT, task_id)}
     assert slow_nodes, say(
         f"No worker of handson/Procfile consumes the queue \"slow\" only. Add: {SLOW_LINE}",
         f"handson/Procfile に、キュー \"slow\" だけを受け取るワーカーがありません。追加してください: {SLOW_LINE}",
     )
+    if not (long_nodes and long_nodes <= set(slow_nodes)):
+        unknown, registered = _routes_to_no_task(celery_workers, broker_control)
+        assert not unknown, say(
+            f"CELERY_TASK_ROUTES in handson/settings.py routes {unknown}, which is no task the workers registered: "
+            f"a route's key is the task's full name. The workers registered: {', '.join(registered)}. Write {ROUTES}",
+            f"handson/settings.py の CELERY_TASK_ROUTES は {unknown} をルーティングしていますが、ワーカーが登録した"
+            f"タスクにその名前はありません。ルートのキーはタスクの完全な名前です。ワーカーが登録したのは "
+            f"{', '.join(registered)} です。{ROUTES} と書いてください。",
+        )
     assert long_nodes and long_nodes <= set(slow_nodes), say(
         f"The long reports were taken by {sorted(long_nodes) or 'no worker'}, not by the node of the queue \"slow\" "
         f"({', '.join(slow_nodes)}): they went to the default queue. Route them in handson/settings.py: {ROUTES}",
@@ -274,10 +296,11 @@ def test_eight_thumbnails_on_more_processes_take_a_fraction_of_the_serial_time(s
     )
 
 
-def test_long_reports_go_to_the_slow_queue_and_only_its_node_takes_them(step8, celery_workers, workspace):
+def test_long_reports_go_to_the_slow_queue_and_only_its_node_takes_them(
+        step8, celery_workers, workspace, broker_control):
     """Both long reports are received by the node that consumes "slow", no thumbnail is; both nodes take tasks."""
     _require(step8, celery_workers, workspace)
-    slow_nodes = _check_routed(step8)
+    slow_nodes = _check_routed(step8, celery_workers, broker_control)
     short_nodes = {node for task_id in _of(step8, THUMBNAIL) for node in _nodes_that_received(step8, THUMBNAIL, task_id)}
     assert short_nodes and not short_nodes & set(slow_nodes), say(
         f"Thumbnails were taken by {sorted(short_nodes)}; the node of the queue \"slow\" should take none (start it "
@@ -287,9 +310,11 @@ def test_long_reports_go_to_the_slow_queue_and_only_its_node_takes_them(step8, c
     )
 
 
-def test_short_tasks_finish_while_a_long_one_runs(step8, celery_workers, workspace):
+def test_short_tasks_finish_while_a_long_one_runs(step8, celery_workers, workspace, broker_control):
     """While a long report runs, every thumbnail has already ended SUCCESS."""
     _require(step8, celery_workers, workspace)
+    if not step8["short_done_while_long_runs"]:
+        _check_routed(step8, celery_workers, broker_control)  # a route that names no task: said first
     assert step8["short_done_while_long_runs"], say(
         "The thumbnails did not all finish while a long report was running: they waited behind the long reports. "
         f"Send long_report to a queue of its own ({ROUTES} in handson/settings.py) and give that queue its own "
@@ -300,11 +325,12 @@ def test_short_tasks_finish_while_a_long_one_runs(step8, celery_workers, workspa
     )
 
 
-def test_a_busy_slow_worker_leaves_the_next_long_report_in_the_queue(step8, celery_workers, workspace):
+def test_a_busy_slow_worker_leaves_the_next_long_report_in_the_queue(
+        step8, celery_workers, workspace, broker_control):
     """While the slow node runs one long report, the other waits in Redis (the list "slow"), not reserved
     inside the busy worker."""
     _require(step8, celery_workers, workspace)
-    _check_routed(step8)
+    _check_routed(step8, celery_workers, broker_control)
     assert step8["left_in_queue"] and not step8["hoarded"], say(
         "While the slow worker ran one long report, it had reserved the next one as well (the list \"slow\" in "
         "Redis was empty): a slow worker started now could not take it. Reserve only what runs: "

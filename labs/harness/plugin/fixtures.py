@@ -25,6 +25,7 @@ from .options import LAB
 READY_STATES = ("SUCCESS", "FAILURE", "REVOKED")  # a task in one of these runs no more
 SETTLE_TIMEOUT = 10  # seconds for a revoked task to be terminated or discarded: it takes milliseconds
 _shown = pytest.StashKey[dict]()  # what a run has already printed in full: key -> the test that did
+_log_marks = pytest.StashKey[dict]()  # a test's start in each service's log: name -> byte offset
 
 
 class StackKeeper:
@@ -83,11 +84,14 @@ def pytest_runtest_makereport(item, call):
         if message:
             report.longrepr = f"{where}\n{message}"
     # A service's own words, printed under the first failure that needs them when they hold
-    # an error that the failure does not quote already.
+    # an error that the failure does not quote already: only what it wrote during this test
+    # (an earlier test's traceback, of a test that passed, belongs to that test).
     stack = item.funcargs.get("lab_stack") if hasattr(item, "funcargs") else None
+    marks = item.stash.get(_log_marks, {})
     for service in stack.services() if stack is not None else ():
         if service.process.popen is not None:
-            tail = service.process.log_tail(30)
+            since = marks.get(service.process.name, 0)
+            tail = "\n".join(service.process.log_text(since).splitlines()[-30:])
             if ("Traceback" in tail or "Error" in tail) and tail not in str(report.longrepr) \
                     and _first_time(item.config, ("log", tail), item.nodeid) is None:
                 report.sections.append((f"{service.process.name} log (last lines)", tail))
@@ -147,9 +151,13 @@ def redis_server(lab):
     redis = lab.redis
     try:
         redis.start()
-    except RedisUnavailable as problem:
+        problem = None
+    except RedisUnavailable as unavailable:
+        problem = str(unavailable)
+    if problem is not None:
+        # Outside the except block: pytest would print the error a second time as its context.
         redis.stop()
-        pytest.fail(str(problem), pytrace=False)
+        pytest.fail(problem, pytrace=False)
     yield redis
     redis.stop()
 
@@ -198,8 +206,10 @@ def django_server(lab_stack):
 def clean_slate(request):
     """Every test that uses the stack starts with empty queues and idle workers."""
     if "lab_stack" in request.fixturenames:
-        settle(request.getfixturevalue("lab_stack"), request.getfixturevalue("broker_control"),
-               request.getfixturevalue("result_backend"))
+        stack = request.getfixturevalue("lab_stack")
+        settle(stack, request.getfixturevalue("broker_control"), request.getfixturevalue("result_backend"))
+        request.node.stash[_log_marks] = {service.process.name: service.process.log_size()
+                                          for service in stack.services()}
 
 
 @pytest.fixture
