@@ -110,6 +110,8 @@ from labs.harness.services.worker import WorkerSpec
 # meanwhile the other one runs the next task.
 pytestmark = [pytest.mark.lab, pytest.mark.stack(workers=[WorkerSpec(concurrency=2)])]
 BUILD_REPORT = "handson.tasks.build_report"
+TIME_LIMITS = ("soft_time_limit", "time_limit")
+HELLO_MARGIN = 1.0  # seconds: an every-task limit within this of hello's sleep decides hello's fate by chance
 ENDED = ("SUCCESS", "FAILURE", "REVOKED")
 LIMITS = "@shared_task(soft_time_limit=settings.HANDSON_SLEEP, time_limit=2 * settings.HANDSON_SLEEP)"
 CATCH = ("try: return hanging.fetch(source, swallow_errors) / except SoftTimeLimitExceeded: "
@@ -142,10 +144,37 @@ def _wait_for_end(result_backend, task_id, seconds_after_start, sleep_seconds):
     return result_backend.meta(task_id) or {"status": None, "result": None}
 
 
-def test_the_soft_limit_lets_a_hanging_task_clean_up_and_return(web, celery_worker, result_backend, sleep_seconds):
+def _seconds(text):
+    try:
+        return float(text)
+    except ValueError:
+        return float("inf")
+
+
+def _declared_limits(celery_worker, broker_control):
+    """{"soft_time_limit": ..., "time_limit": ...} as the worker has them for build_report: the task's own
+    options (reported by the worker), else the app's setting for every task; None where neither sets one."""
+    hostname = celery_worker.hostname()
+    own = broker_control.task_options(hostname, BUILD_REPORT, TIME_LIMITS) if hostname else {}
+    every = for_every_task(celery_worker, broker_control, [f"task_{name}" for name in TIME_LIMITS])
+    return {name: own.get(name) or every.get(f"task_{name}") for name in TIME_LIMITS}
+
+
+def test_the_soft_limit_lets_a_hanging_task_clean_up_and_return(
+        web, celery_worker, result_backend, broker_control, sleep_seconds):
     """The report that hangs: "Soft time limit exceeded" in the log, then SUCCESS with a result, and no
     partial file left."""
     celery_worker.require_running()
+    limits = _declared_limits(celery_worker, broker_control)
+    # Decided before the press: without a soft limit nothing gives the report its chance to clean up.
+    assert limits["soft_time_limit"] or not limits["time_limit"], say(
+        f"build_report has no soft_time_limit (the worker reports time_limit={limits['time_limit']} only): a hanging "
+        f"report is killed at the hard limit without a chance to clean up. Give it both limits in handson/tasks.py: "
+        f"{LIMITS}.",
+        f"build_report に soft_time_limit がありません (ワーカーが報告するのは time_limit={limits['time_limit']} だけ)。"
+        f"ハングしたレポートは後片付けの機会なしにハード制限で kill されます。handson/tasks.py で両方の制限を"
+        f"付けてください: {LIMITS}。",
+    )
     mark = celery_worker.mark()
     sent = _press_step7(web)
     task = sent["hangs"]
@@ -185,8 +214,10 @@ def test_the_soft_limit_lets_a_hanging_task_clean_up_and_return(web, celery_work
         "レポートの途中ファイルが残っています。handson/tasks.py の build_report で SoftTimeLimitExceeded を"
         "捕まえたところで hanging.discard(source) を呼んでください。ソフト制限はタスクが後片付けする機会です。",
     )
-    # The other report (it swallows the soft limit) ends before the next test, so that one starts idle.
-    _wait_for_end(result_backend, sent["swallows"]["id"], 2 * sleep_seconds + 5, sleep_seconds)
+    # The other report (it swallows the soft limit) ends before the next test, so that one starts idle
+    # (without a hard limit it never would: the next test's clean slate stops it).
+    if limits["time_limit"]:
+        _wait_for_end(result_backend, sent["swallows"]["id"], 2 * sleep_seconds + 5, sleep_seconds)
 
 
 def test_the_hard_limit_kills_a_task_that_ignores_the_soft_one_and_the_worker_goes_on(
@@ -194,6 +225,27 @@ def test_the_hard_limit_kills_a_task_that_ignores_the_soft_one_and_the_worker_go
     """The report that swallows every exception: "Hard time limit exceeded", its pool process killed,
     FAILURE TimeLimitExceeded; then the worker runs the next task (hello) to SUCCESS."""
     celery_worker.require_running()
+    limits = _declared_limits(celery_worker, broker_control)
+    # Decided before the press: only a hard limit stops a report that swallows the soft one.
+    assert limits["time_limit"] or not limits["soft_time_limit"], say(
+        f"build_report has a soft_time_limit ({limits['soft_time_limit']}) and no time_limit: the report that "
+        "swallows every exception catches SoftTimeLimitExceeded too and would hang for good. Give build_report "
+        f"a time_limit above its soft_time_limit in handson/tasks.py: {LIMITS}.",
+        f"build_report には soft_time_limit ({limits['soft_time_limit']}) があり time_limit がありません。あらゆる例外を"
+        "握りつぶすレポートは SoftTimeLimitExceeded も捕まえ、ハングし続けます。handson/tasks.py の "
+        f"build_report に soft_time_limit より長い time_limit を付けてください: {LIMITS}。",
+    )
+    every = for_every_task(celery_worker, broker_control, [f"task_{name}" for name in TIME_LIMITS])
+    cutting = [text for text in every.values() if _seconds(text.split(" = ", 1)[1]) <= sleep_seconds + HELLO_MARGIN]
+    # Decided before the press too: a limit for every task that short stops hello (or may, by a hair).
+    assert not cutting, say(
+        f"The app sets {', '.join(cutting)} for every task, hello too, which sleeps {sleep_seconds:g} s: hello would "
+        f"be stopped (or not, by a hair). Remove the time limits from handson/settings.py and declare them on "
+        f"build_report alone, in handson/tasks.py: {LIMITS}.",
+        f"アプリが {', '.join(cutting)} を全タスクに設定しており、{sleep_seconds:g} 秒 sleep する hello にも効きます。"
+        f"hello が止められます (またはぎりぎりで止められません)。handson/settings.py から時間制限を消し、"
+        f"handson/tasks.py の build_report だけに宣言してください: {LIMITS}。",
+    )
     mark = celery_worker.mark()
     task = _press_step7(web)["swallows"]
     [next_task] = send_hello_tasks(web)

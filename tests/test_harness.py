@@ -143,3 +143,50 @@ def test_make_run_refuses_a_bad_port(port, message):
     result = subprocess.run([sys.executable, "-m", "labs.harness.tools.run"], cwd=ROOT, capture_output=True, text=True,
                             env=dict(os.environ, PORT=port, HANDSON_LANG="en"), timeout=60)
     assert result.returncode != 0 and message in result.stderr
+
+
+# -- the headline of a traceback: the learner's own frame ---------------------------------------
+_TRACEBACK = '''Internal Server Error: /handson/task_step6
+Traceback (most recent call last):
+  File "/home/me/celery-handson/.venv/lib/python3.11/site-packages/django/core/handlers/base.py", line 197, in _get_response
+    response = wrapped_callback(request, *callback_args, **callback_kwargs)
+  File "/home/me/celery-handson/handson/views.py", line 168, in post
+    send_receipt.delay(f"order-{uuid.uuid4().hex[:8]}")
+  File "/home/me/celery-handson/.venv/lib/python3.11/site-packages/celery/app/task.py", line 719, in apply_async
+    check_arguments(*(args or ()), **(kwargs or {}))
+TypeError: send_receipt() missing 1 required positional argument: 'order'
+'''
+
+
+@pytest.mark.parametrize("workspace", ["/home/me/celery-handson", None])
+def test_a_headline_names_the_learners_frame_not_a_library_under_a_path_holding_handson(workspace):
+    """A checkout named celery-handson puts "handson/" into every path of its .venv: the place named is
+    the innermost frame of the workspace's own handson/ package, relative to the workspace."""
+    from labs.harness.tracebacks import headline
+
+    assert headline(_TRACEBACK, workspace) == (
+        "handson/views.py, line 168: TypeError: send_receipt() missing 1 required positional argument: 'order'")
+
+
+def test_a_syntax_error_is_placed_at_its_own_file():
+    from labs.harness.tracebacks import headline
+
+    log = ('Traceback (most recent call last):\n  File "/w/handson/urls.py", line 3, in <module>\n'
+           '  File "/w/handson/views.py", line 12, in <module>\n  File "/w/handson/tasks.py", line 8\n'
+           "    def broken(:\nSyntaxError: invalid syntax\n")
+    assert headline(log, "/w") == "handson/tasks.py, line 8: SyntaxError: invalid syntax"
+    assert headline("no traceback here", "/w") == ""
+
+
+def test_a_missing_argument_in_a_500_suggests_bind_true(monkeypatch):
+    from labs.harness.lesson import advice
+    from labs.harness.services.causes import Cause
+
+    monkeypatch.setenv("HANDSON_LANG", "en")
+    detail = {"method": "POST", "path": "/handson/task_step6", "status": 500, "body": "", "seen": None,
+              "headline": "handson/views.py, line 168: TypeError: send_receipt() missing 1 required positional "
+                          "argument: 'order'"}
+    text = advice.explain(Cause("web", "server_error", detail), with_log=False)
+    assert "handson/views.py, line 168" in text and "bind=True" in text
+    assert "bind=True" not in advice.explain(Cause("web", "server_error", dict(detail, headline="ValueError: x")),
+                                             with_log=False)

@@ -145,17 +145,22 @@ def workspace(lab):
 
 
 # -- services --------------------------------------------------------------------------
+def _start_redis(redis):
+    """None once Redis answers, else why it cannot start (failed outside the except block, where
+    pytest would print the error a second time as its context)."""
+    try:
+        redis.start()
+    except RedisUnavailable as unavailable:
+        return str(unavailable)
+    return None
+
+
 @pytest.fixture(scope="session")
 def redis_server(lab):
     """Redis for the broker and the result backend, started once per run."""
     redis = lab.redis
-    try:
-        redis.start()
-        problem = None
-    except RedisUnavailable as unavailable:
-        problem = str(unavailable)
+    problem = _start_redis(redis)
     if problem is not None:
-        # Outside the except block: pytest would print the error a second time as its context.
         redis.stop()
         pytest.fail(problem, pytrace=False)
     yield redis

@@ -113,6 +113,18 @@ class BrokerControl:
         replies = self.app.control.inspect(destination=[hostname], timeout=timeout).conf(with_defaults=False)
         return (replies or {}).get(hostname) or {}
 
+    def task_options(self, hostname, task_name, options, timeout=3.0):
+        """{option: value as text} of the options the worker reports for one registered task, e.g.
+        task_options(node, "handson.tasks.build_report", ("soft_time_limit", "time_limit")): the
+        `registered` remote control, as `celery inspect registered time_limit` asks it. An option the
+        task does not set is missing (None on the task: the app's setting, if any, applies)."""
+        replies = self.app.control.inspect(destination=[hostname], timeout=timeout).registered(*options)
+        for entry in (replies or {}).get(hostname) or []:
+            name, _, fields = entry.partition(" [")
+            if name == task_name:
+                return dict(field.split("=", 1) for field in fields.rstrip("]").split() if "=" in field)
+        return {}
+
     def unacknowledged(self):
         """{task id: delivery tag} of the messages a worker has taken but not acknowledged yet: Kombu's
         Redis transport keeps each in the hash ``unacked`` (and its delivery time in ``unacked_index``)."""
