@@ -7,13 +7,15 @@ What you see
     GET /handson/api/tasks (JSON), /handson/tasks/<id> and /handson/api/tasks/<id>.
 
     PENDING   the backend has nothing for this id: the task waits in the queue,
-              or was never sent. Celery cannot tell those apart, so the app keeps
-              its own list of what it sent (handson/tasklog.py) and answers 404
-              for ids that are not on it.
+              or was never sent. Celery cannot tell those apart (``exists()``, new
+              in Celery 5.7, only says whether the backend holds something: False
+              for both), so the app keeps its own list of what it sent
+              (handson/tasklog.py) and answers 404 for ids that are not on it.
     STARTED   a worker is running it, but only if you ask Celery to record that.
               Its "result" is then the worker's pid and host name, not a result yet.
     SUCCESS   finished; the result and the finish time are stored (for a day).
     FAILURE, REVOKED   raised an error / was stopped (step 4).
+    (tests/test_celery_facts.py checks PENDING, exists() and the day.)
 
 What to do
     Press Step2 and reload: the task jumps from PENDING to SUCCESS. By default
@@ -32,12 +34,14 @@ Watch for
     /handson/api/tasks/<id> も同じです。
 
     PENDING   バックエンドにこの id の情報がない: キューで待っているか、送られていない。Celery は
-              両者を区別できないので、アプリは送ったタスクを自分で記録し (handson/tasklog.py)、
+              両者を区別できないので (Celery 5.7 で加わった ``exists()`` も、バックエンドに何かあるかを
+              答えるだけで、どちらにも False)、アプリは送ったタスクを自分で記録し (handson/tasklog.py)、
               記録にない id には 404 を返します。
     STARTED   ワーカーが実行中。ただし Celery に記録を頼んだ場合だけ。このときの "result" は
               まだ結果ではなく、ワーカーの pid とホスト名です。
     SUCCESS   完了。結果と終了時刻が (1 日) 保存されます。
     FAILURE, REVOKED   エラーで終了 / 停止された (ステップ 4)。
+    (PENDING、exists()、1 日の保存は tests/test_celery_facts.py が確かめます。)
 
 やること
     Step2 を押して再読み込みすると、タスクは PENDING から SUCCESS に飛びます。Celery は標準では

@@ -261,3 +261,24 @@ def test_runserver_noreload_serves_from_the_one_process_it_starts(workspace, sta
     stack = start(workspace, web=True)
     assert psutil.Process(stack.web.process.pid).children() == []
     assert stack.web.client().get("/handson").status == 200
+
+
+def test_pending_is_all_a_queued_task_and_an_unknown_id_share_and_exists_cannot_tell_them_apart(client, redis):
+    """Step 3 ("PENDING: the backend has nothing for this id ... Celery cannot tell those apart";
+    AsyncResult.exists(), new in 5.7, says only whether the backend holds something): a task waiting in
+    a queue no worker reads, and an id never sent, look the same."""
+    queued = client.send_task("handson.tasks.hello", ("hello world",), queue="facts-nobody-reads-this")
+    unknown = client.AsyncResult("00000000-0000-4000-8000-000000000000")
+
+    assert (queued.state, unknown.state) == ("PENDING", "PENDING")
+    assert (queued.exists(), unknown.exists()) == (False, False)
+    redis.client(redis.broker_url).delete("facts-nobody-reads-this")
+
+
+def test_a_result_is_kept_for_a_day_by_default(workspace, start, client, redis):
+    """Step 3 ("SUCCESS: the result and the finish time are stored, for a day"): result_expires."""
+    start(workspace)
+    task_id = client.send_task("handson.tasks.hello", ("hello world",)).id
+    assert wait_state(redis, task_id, ("SUCCESS",), timeout=SLEEP + 10)
+
+    assert 86_000 < redis.client().ttl(f"celery-task-meta-{task_id}") <= 86_400

@@ -8,8 +8,10 @@ second of sleep (k = the sleeps the lessons must wait through), so
     wall(sleep) = overhead + k * sleep   ->   k = wall(2) - wall(1),  overhead = wall(1) - k
 
 It also starts a worker alone a few times and reports how long it takes to be
-ready, and times the verdict on each classic wrong edit (dev/wrong_edits.py): seconds
-from `pytest` start to its exit on the step that judges it, the loop a learner repeats.
+ready, times each step alone on the reference (a learner whose edit is right), and
+times the verdict on each classic wrong edit (dev/wrong_edits.py): seconds from
+`pytest` start to its exit on the step that judges it, the loop a learner repeats.
+`--edits [WORDS]` times only the wrong edits (those whose "step N  name" holds WORDS).
 It reports figures; it asserts nothing (speed is not a test).
 
 `make bench` with --at-scale (python -m labs.harness.dev.bench --at-scale) instead fills the
@@ -51,6 +53,20 @@ def lab_wall_time(sleep, parallel=False, repeats=2):
             best = run
     per_step = {module: sum(o.duration for o in best.for_module(module)) for module in modules()}
     return best.seconds, per_step
+
+
+def step_alone_times(repeats=3):
+    """{module: [seconds from pytest start to exit, one per run]} of each step alone on the reference at
+    HANDSON_SLEEP=1: the loop of a learner whose step is right."""
+    env = dict(os.environ, HANDSON_SLEEP="1", HANDSON_REDIS="local", HANDSON_DISCARD_LOGS="1")
+    times = {}
+    for module in modules():
+        for _ in range(repeats):
+            run = run_labs([module], pytest_args=["--solution"], env=env)
+            if not run.outcomes or any(o.status != "passed" for o in run.outcomes):
+                sys.exit(f"{module} did not pass on the reference:\n{run.output[-3000:]}")
+            times.setdefault(module, []).append(run.seconds)
+    return times
 
 
 def worker_ready_times(tries=7):
@@ -238,6 +254,9 @@ def main():
     print("\nseconds in each step's tests at HANDSON_SLEEP=1, serial (fixture start-up in the first):")
     for module, seconds in rows[0][5].items():
         print(f"   {module}: {seconds:.1f} s")
+    print("\neach step alone on the reference, HANDSON_SLEEP=1, pytest start to exit (median, min-max of 3):")
+    for module, seconds in step_alone_times().items():
+        print(f"   {module}: {statistics.median(seconds):.1f} s ({min(seconds):.1f}-{max(seconds):.1f})", flush=True)
     print()
     return print_wrong_edits()
 
