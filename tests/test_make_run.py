@@ -2,6 +2,7 @@
 server ends the run with a message, and a closed terminal leaves nothing behind. The web
 server serves the next request while a client holds an idle connection open."""
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -60,7 +61,9 @@ def test_a_killed_web_server_ends_the_run_with_its_log_and_exit_code_1(make_run)
     seconds = _kill_and_time(run, "runserver", "The web server (Django runserver) has stopped (killed by SIGKILL)")
     assert seconds < MESSAGE_WITHIN, seconds
     assert run.process.wait(timeout=30) == 1
-    assert "Its last log lines (web.log)" in run.output() and "Starting development server" in run.output()
+    # Django 5.2 says "Starting development server at", 6.1 "Starting WSGI development server at".
+    assert "Its last log lines (web.log)" in run.output()
+    assert re.search(r"Starting (WSGI )?development server at", run.output()), run.output()[-2000:]
     assert "Stopped: the web server, the worker and Redis are gone." in run.output()
     assert wait_for(lambda: not run.left_behind(), timeout=10), run.left_behind()
 
