@@ -16,7 +16,10 @@ What it does:
      only the submission's handson/ is graded, with the lab's own tests (a student who
      edits labs/ in their repository changes nothing);
   4. writes ./result.json, and ./release-body.md (the per-test table with the failure
-     messages, which Classroom 50 uses as the Release's text).
+     messages, which Classroom 50 uses as the Release's text);
+  5. on Linux, stops every process the graded code left behind (double-forked or not: this
+     script and the lab's grade are child subreapers) and, last, checks that ./result.json is
+     still the one it wrote: if not, it exits non-zero and no grade is published.
 
 A failing grade is not a failure of this script: it exits 0 with the points in
 result.json. It exits non-zero and leaves no result.json when it could not grade
@@ -32,9 +35,11 @@ HANDSON_LAB_REPO and HANDSON_LAB_REF (instead of editing LAB_REPO and LAB_REF).
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 import venv
 from pathlib import Path
 
@@ -129,6 +134,61 @@ def lab_python(lab):
     return python
 
 
+def become_subreaper():
+    """Linux: every orphan among our descendants is re-parented to us instead of init, so that a
+    process the graded code double-forked can still be found (the lab's grade does the same and
+    stops them before it writes a report; this is the second line). True when the kernel agreed."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
+
+
+def kill_descendants():
+    """SIGKILL every process below this one (read from /proc: psutil is the lab's, not ours); the pids."""
+    killed = set()
+    for _ in range(20):
+        parents = {}
+        for entry in Path("/proc").glob("[0-9]*"):
+            try:
+                # The command may hold spaces and parentheses: the fields after the last ")" are fixed.
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                parents[int(entry.name)] = (int(fields[1]), fields[0])  # ppid, state
+            except (OSError, IndexError, ValueError):
+                continue
+        mine, grew = {os.getpid()}, True
+        while grew:
+            below = {pid for pid, (ppid, _) in parents.items() if ppid in mine} - mine
+            grew, mine = bool(below), mine | below
+        alive = [pid for pid in mine - {os.getpid()} if parents[pid][1] != "Z"]
+        if not alive:
+            break
+        for pid in alive:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+            except OSError:
+                pass
+        time.sleep(0.05)
+    while True:  # collect the orphans handed to us
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                break
+        except ChildProcessError:
+            break
+    return sorted(killed)
+
+
+def digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+
+
 def grade(lab, python, submission, out):
     env = dict(os.environ)
     env.setdefault("HANDSON_LANG", LANGUAGE)
@@ -154,12 +214,22 @@ def main():
     out = Path(keep).resolve() if keep else Path(tempfile.mkdtemp(prefix="celery-handson-autograder-"))
     try:
         lab = find_lab()
+        become_subreaper()
         code = grade(lab, lab_python(lab), submission, out)
+        kill_descendants()  # nothing the graded code started may write after this
         if code not in (0, 1):  # 0: every test passed, 1: some did not; both are a grade
             raise CannotGrade(say(f"The lab could not grade (exit code {code}; see above).",
                                   f"ラボが採点できませんでした (終了コード {code}。上を参照)。"))
         shutil.copyfile(out / "result.json", submission / "result.json")
         shutil.copyfile(out / "grade.md", submission / "release-body.md")
+        ours = digest(submission / "result.json")
+        kill_descendants()
+        # The runner reads ./result.json once we have exited: it must still be the one written here.
+        if digest(submission / "result.json") != ours or digest(out / "result.json") != ours:
+            raise CannotGrade(say("result.json changed after it was written: something of the submission is still "
+                                  "running. No grade is published.",
+                                  "result.json が書き込み後に変わりました。提出物の何かがまだ動いています。"
+                                  "採点結果は公開しません。"))
         return 0
     except CannotGrade as problem:
         print(str(problem), file=sys.stderr)

@@ -37,6 +37,9 @@ What you build
     reject_on_worker_lost   when the pool process dies, give the message back to
                             the queue (reject with requeue) instead of storing
                             FAILURE: the task is delivered again and runs again.
+                            (The worker's log still says "Task handler raised
+                            error: WorkerLostError" when the process dies; then
+                            "received" again, and "succeeded".)
 
     Running again means running twice: the receipt was already sent before the
     process died. So the side effect takes an *idempotency key* that is the same
@@ -102,7 +105,9 @@ Files to edit
     acks_late               メッセージの確認応答を、プールプロセスが開始したときではなくタスクが
                             終わったときに行います。
     reject_on_worker_lost   プールプロセスが死んだら、FAILURE を保存する代わりにメッセージをキューに戻し
-                            (requeue つき reject)、タスクは再配送されてもう一度実行されます。
+                            (requeue つき reject)、タスクは再配送されてもう一度実行されます (プロセスが
+                            死んだときワーカーのログには "Task handler raised error: WorkerLostError" が
+                            それでも出ます。その後もう一度 "received"、そして "succeeded" です)。
 
     もう一度実行するとは 2 回実行することです。プロセスが死ぬ前に領収書はもう送られています。そこで
     副作用には、タスクのどの実行でも同じ *冪等キー* を渡します: ``self.request.id`` (再配送されても
@@ -196,7 +201,8 @@ def test_by_default_a_task_whose_pool_process_dies_is_lost(
     # Decided before any task runs: with these for every task, hello itself would run again.
     assert not redelivers, say(
         f"{where} sets {written}: a task setting of the app applies to every task, so hello would run again "
-        f"instead of being lost. Remove it from {where} and declare the options on send_receipt alone, in "
+        f"instead of being lost. Remove {'them' if len(found) > 1 else 'it'} from {where} and declare the options "
+        "on send_receipt alone, in "
         f"handson/tasks.py: {FIX}.",
         f"{where} で {written} としています。アプリのタスク設定は全タスクに効くので、hello も失われずに"
         f"再実行されてしまいます。{where} から消し、handson/tasks.py の send_receipt だけに宣言してください: {FIX}。",

@@ -98,6 +98,9 @@ EDITS = [
               "test_eight_thumbnails_on_more_processes_take_a_fraction_of_the_serial_time"),
     WrongEdit("the default prefetch", 8, 8, "handson/Procfile", " --prefetch-multiplier=1", "",
               ("--prefetch-multiplier=1",), "test_a_busy_slow_worker_leaves_the_next_long_report_in_the_queue"),
+    WrongEdit("long_report without acks_late", 8, 8, "handson/tasks.py", "@shared_task(acks_late=True)\ndef long_report",
+              "@shared_task\ndef long_report", ("acks_late=True on long_report",),
+              "test_a_busy_slow_worker_leaves_the_next_long_report_in_the_queue"),
     WrongEdit("an unknown worker option", 8, 8, "handson/Procfile", "-n slow@%h", "--hostnme=slow@%h",
               ("handson/Procfile, line 10",), "test_long_reports_go_to_the_slow_queue_and_only_its_node_takes_them"),
 ]

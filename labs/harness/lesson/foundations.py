@@ -31,10 +31,15 @@ def check(foundation):
                         f"{found[1]} (最初の失敗 {found[0]} を見てください。)"), pytrace=False)
 
 
+def remember_missing(foundation, message):
+    """Record ``foundation`` as missing for the module's later tests (the caller fails the test itself)."""
+    module, name = _current_test()
+    _missing.setdefault((module, foundation), (name, message.splitlines()[0] if message else ""))
+
+
 def must_have(foundation, condition, message):
     """Fail with ``message`` unless ``condition``, and remember the foundation as missing."""
     check(foundation)
     if not condition:
-        module, name = _current_test()
-        _missing.setdefault((module, foundation), (name, message.splitlines()[0]))
+        remember_missing(foundation, message)
         pytest.fail(message, pytrace=False)

@@ -41,7 +41,7 @@ from ..reference import IGNORE
 from ..runner import run_labs
 from ..services.redis import RedisUnavailable, choose_redis, wanted_kind
 from ..steps import load_steps
-from . import classroom50, outside, reports
+from . import classroom50, outside, reports, sweep
 
 MESSAGE_LIMIT = 2000  # characters per test: enough for the lesson's message, short enough to read
 REPORTS = ("result.json", "junit.xml", "grade.md")
@@ -209,6 +209,22 @@ def _report_step(step, run, timeout, echo):
     return step_grades
 
 
+def _sweep_note(guarded, stopped):
+    """What grade.md says about the processes the graded code may have left running."""
+    if not guarded:
+        return "\n" + say("This grade ran without the guard that stops every process the graded code starts "
+                          "(it needs Linux): a process it left running could still change files here.",
+                          "この採点は、採点中のコードが起動したプロセスをすべて止める仕組みなしで行われました "
+                          "(Linux が必要です)。残ったプロセスがここのファイルを変えうる状態です。") + "\n"
+    if not stopped:
+        return ""
+    listed = "\n".join(f"- `{line}`" for line in stopped[:20])
+    return "\n" + say(f"The graded code left {len(stopped)} process(es) running after its tests; they were "
+                      "stopped before this report was written:",
+                      f"採点中のコードが、テストの後も {len(stopped)} 個のプロセスを動かしたままにしていました。"
+                      "この報告を書く前に止めました:") + "\n" + listed + "\n"
+
+
 def _grades_a_reference(pytest_args):
     return any(arg.startswith(("--solution", "--reference")) for arg in pytest_args)
 
@@ -232,18 +248,22 @@ def main(argv):
         (args.out / name).unlink(missing_ok=True)
     # In the learner's own repository the labs are theirs too: say what changed outside handson/.
     changes = None if args.workspace or _grades_a_reference(pytest_args) else outside.changes(ROOT)
+    # Every process the graded code starts ends before a report is written (tools/sweep.py).
+    guarded = sweep.become_subreaper()
     try:
         grades = grade(pytest_args, args.timeout, args.redis, args.workspace)
     except CannotGrade as problem:
+        sweep.kill_descendants()
         reports.write_markdown(args.out / "grade.md", reports.cannot_grade(str(problem)))
         print(str(problem), file=sys.stderr)
         return 2
+    stopped = sweep.kill_descendants()
     result = classroom50.result(grades)
     if changes is not None:
         result["changed-outside-handson"] = changes.files
     classroom50.write(args.out / "result.json", result)
     reports.write_junit(args.out / "junit.xml", grades)
-    reports.write_markdown(args.out / "grade.md", reports.markdown(grades, changes))
+    reports.write_markdown(args.out / "grade.md", reports.markdown(grades, changes) + _sweep_note(guarded, stopped))
     score, top = result["score"], result["max-score"]
     written = ", ".join(str(args.out / name) for name in REPORTS)
     print(say(f"{score}/{top} points: {written}", f"{score}/{top} 点: {written}"))
