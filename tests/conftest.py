@@ -38,7 +38,8 @@ def pytest_unconfigure(config):
 # The longest tests first: `make test` hands them out in this order (pytest-xdist, --dist loadgroup
 # --no-loadscope-reorder), and a long one started last would keep one worker busy while the others
 # idle. The lab-integrity runs take one to two minutes each, the later references the longest.
-LONGEST_FIRST = ("tests/test_lab_integrity.py", "tests/test_grading.py", "tests/test_wrong_edits.py")
+LONGEST_FIRST = ("tests/test_lab_integrity.py", "tests/test_grading.py", "tests/test_wrong_edits.py",
+                 "tests/test_grading_hostile.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -19,7 +19,8 @@ except ImportError:  # the browser tests fail with a reason in the fixture below
     expect = None
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-SLEEP = 2.0  # long enough to see a task STARTED between two polls of the page (every 0.5 s)
+SLEEP = 4.0  # long enough to see a task STARTED between two polls of the page (every 0.5 s) and still
+#             press its Stop button before it ends, on a busy machine (at 2 s a loaded CI missed it)
 NO_CHROMIUM = "no Chromium here: install Debian's `chromium` package (.ci/run does) to run the browser tests"
 # Skipped where Chromium is missing, except in CI (CI=true), where the tests must run.
 pytestmark = pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), reason=NO_CHROMIUM)

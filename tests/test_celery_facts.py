@@ -220,7 +220,8 @@ def test_retry_on_worker_lost_takes_precedence_over_reject_and_waits_default_ret
     stack.worker.kill_pool_process(state(redis, task_id)["result"]["pid"])
 
     assert wait_state(redis, task_id, ("RETRY",), timeout=10), state(redis, task_id)
-    assert f"[{task_id}] retry: Retry in 1s" in stack.worker.log(mark)
+    # The worker stores RETRY first and logs the retry after.
+    assert wait_for(lambda: f"[{task_id}] retry: Retry in 1s" in stack.worker.log(mark), timeout=5), stack.worker.log(mark)
     assert wait_state(redis, task_id, ("SUCCESS",), timeout=SLEEP + 10), state(redis, task_id)
     assert state(redis, task_id)["result"] == 1  # the second run is retry number 1
 

@@ -53,9 +53,9 @@ def _outcome(case):
         if child.tag in ("failure", "error", "skipped"):
             status = {"failure": "failed", "error": "error", "skipped": "skipped"}[child.tag]
             summary, text = child.get("message") or "", child.text or ""
-            # pytest 9 shortens a long message attribute to its first line and a
-            # "[+N more lines; full report in element text]" note: the text alone is the message then.
-            message = text if text.startswith(summary.split("\n[+", 1)[0]) and "\n[+" in summary \
+            # The text repeats the message attribute (which pytest 9 may shorten to its first lines and a
+            # "[+N more lines; full report in element text]" note): then the text alone is the message.
+            message = text if text and text.startswith(summary.split("\n[+", 1)[0]) \
                 else summary + ("\n" + text if text else "")
             break
     return TestOutcome(module, case.get("name", ""), status, message.strip(),

@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -176,11 +177,17 @@ print(json.dumps(report))
 def package_exports(workspace, env):
     """What `import handson` and `from handson import *` give, learned in a child process (the
     learner's code is never imported into the test process): {"all", "error", "celery_app", "star"}."""
-    done = subprocess.run([sys.executable, "-c", _EXPORTS], cwd=workspace, env=env, capture_output=True,
-                          text=True, timeout=60)
-    lines = done.stdout.strip().splitlines()
+    # Into files, not pipes: a process that `import handson` starts in the background would hold a
+    # pipe open, and reading it to its end would wait for that process instead of this one.
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        subprocess.run([sys.executable, "-c", _EXPORTS], cwd=workspace, env=env, stdout=out, stderr=err,
+                       text=True, timeout=60)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    lines = stdout.strip().splitlines()
     if not lines:
-        return {"all": None, "error": done.stderr.strip().splitlines()[-1:] or ["no output"], "celery_app": None,
+        return {"all": None, "error": stderr.strip().splitlines()[-1:] or ["no output"], "celery_app": None,
                 "star": []}
     return json.loads(lines[-1])
 def press_for_new_tasks(web, label, view, route_name, path, task_name, count):
