@@ -189,12 +189,19 @@ def digest(path):
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
 
 
+# What the lab's grade needs of our environment: the runner's fields for result.json, the lab's own
+# HANDSON_* settings and what Python needs. Not the job's secrets and tokens: the graded code runs
+# below the grade (the lab narrows the environment again for the code itself).
+PASSED_ON = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "RUNNER_TEMP", "GRADE_DIR",
+             "CLASSROOM", "ASSIGNMENT", "SUBMISSION_TAG", "COMMIT_URL", "RELEASE_URL", "REVIEW_URL", "DOCKER_HOST")
+
+
 def grade(lab, python, submission, out):
-    env = dict(os.environ)
+    env = {key: value for key, value in os.environ.items()
+           if key in PASSED_ON or key.startswith(("LC_", "HANDSON_", "TESTCONTAINERS_"))}
     env.setdefault("HANDSON_LANG", LANGUAGE)
     env.setdefault("HANDSON_REDIS", "local")
-    # The runner copies release-body.md into the job's summary: grade.md must not go there twice.
-    env.pop("GITHUB_STEP_SUMMARY", None)
+    # (GITHUB_STEP_SUMMARY is not passed on: the runner copies release-body.md into the job's summary.)
     argv = [str(python), "-m", "labs.harness.tools.grade", "--workspace", str(submission), "--out", str(out),
             "--timeout", str(STEP_TIMEOUT)]
     return subprocess.run(argv, cwd=lab, env=env, check=False).returncode

@@ -99,3 +99,42 @@ def test_the_autograder_stops_a_daemon_that_would_forge_result_json(tmp_path):
     assert _not_forged(graded.result_path), graded.result_path.read_text()
     assert graded.result()["score"] == HONEST
     assert not graded.left_behind, graded.left_behind
+
+
+SNOOPER = '''
+
+# --- a hostile submission: it copies the environment it can see to a file of its own ---
+import json as _json
+import os as _os
+
+with open(DUMP, "a") as _dump:
+    _seen = {"self": dict(_os.environ)}
+    try:
+        with open(f"/proc/{_os.getppid()}/environ", "rb") as _parent:  # the process that started this one
+            _seen["parent"] = _parent.read().decode("utf-8", "replace")
+    except OSError:
+        pass
+    _dump.write(_json.dumps(_seen) + "\\n")
+'''
+CANARY = "canary-4f1c9a0e7b"
+
+
+def test_the_graded_code_sees_no_secret_of_the_grader(tmp_path):
+    """The grader's secrets (a canary SECRET and GITHUB_TOKEN here) are in neither the app's
+    environment nor that of the pytest that starts it (services/app_env.py, minimal_env)."""
+    dump = tmp_path / "seen.jsonl"
+    checkout = materialize(1, tmp_path / "checkout")
+    init = checkout / "handson" / "__init__.py"
+    init.write_text(init.read_text() + textwrap.dedent(SNOOPER).replace("DUMP", repr(str(dump))))
+    mark, env = marked_env(TMPDIR=str(tmp_path), HANDSON_LAB_DIR=str(tmp_path / "lab"), SECRET=CANARY,
+                           GITHUB_TOKEN=CANARY, AWS_SECRET_ACCESS_KEY=CANARY)
+    finished = subprocess.run([sys.executable, "-m", "labs.harness.tools.grade", "--workspace", str(checkout),
+                               "--out", str(tmp_path / "out")], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=900)
+
+    assert finished.returncode == 1, finished.stdout[-2000:] + finished.stderr[-2000:]
+    seen = dump.read_text()
+    assert seen.count("\n") >= 2, "the graded code did not run"  # web servers and workers imported it
+    assert CANARY not in seen
+    assert json.loads((tmp_path / "out" / "result.json").read_text())["score"] == HONEST
+    assert not processes_marked(mark, folder=tmp_path)

@@ -1,11 +1,28 @@
 """The environment the hands-on app runs in: one definition for the labs, `make run` and the tests."""
 import os
 
+# While grading (HANDSON_GRADING=1, set by tools/grade.py), the app gets only what Python, Django,
+# Celery and the lab need: never the grader's secrets or tokens (SECRET, GITHUB_TOKEN, ACTIONS_*,
+# cloud credentials), which the graded code could otherwise read and send or print.
+GRADING_KEEPS = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TERM", "TMPDIR", "TMP", "TEMP",
+                 "VIRTUAL_ENV", "SYSTEMROOT", "DOCKER_HOST")  # DOCKER_HOST: --redis=docker on a remote engine
+GRADING_KEEPS_PREFIXES = ("LC_", "HANDSON_", "TESTCONTAINERS_")
+
+
+def minimal_env(base):
+    """``base`` reduced to the variables a graded run needs (the lab's own HANDSON_* among them)."""
+    return {key: value for key, value in base.items()
+            if key in GRADING_KEEPS or key.startswith(GRADING_KEEPS_PREFIXES)}
+
 
 def app_env(workspace, redis, sleep, base=None):
     """``base`` (os.environ) with the workspace on the path, the run's Redis and sleep, and no
-    CELERY_* variables: Celery would let those override handson/settings.py, which is what the lab grades."""
-    env = {key: value for key, value in (os.environ if base is None else base).items()
+    CELERY_* variables: Celery would let those override handson/settings.py, which is what the lab grades.
+    While grading, only the variables of ``minimal_env`` are kept."""
+    base = os.environ if base is None else base
+    if base.get("HANDSON_GRADING") == "1":
+        base = minimal_env(base)
+    env = {key: value for key, value in base.items()
            if not key.startswith("CELERY_") and key not in ("PYTHONPATH", "DJANGO_SETTINGS_MODULE")}
     env.update({
         "PYTHONPATH": str(workspace),

@@ -39,6 +39,7 @@ from ..i18n import say
 from ..paths import ROOT
 from ..reference import IGNORE
 from ..runner import run_labs
+from ..services.app_env import minimal_env
 from ..services.redis import RedisUnavailable, choose_redis, wanted_kind
 from ..steps import load_steps
 from . import classroom50, outside, reports, sweep
@@ -178,7 +179,10 @@ def grade(pytest_args=(), timeout=300.0, redis=None, workspace=None, echo=print,
             args.append(f"--workspace={copy_handson(workspace, scratch)}")
         # The services' logs of a failed step would stay in a temporary folder that nobody is told
         # about (grading keeps pytest's output to itself): the reports carry the messages instead.
-        env = dict(os.environ, HANDSON_DISCARD_LOGS=os.environ.get("HANDSON_DISCARD_LOGS", "1"))
+        # The child pytest, and the app it starts, get only what they need (services/app_env.py):
+        # the grader's secrets stay with the grader.
+        env = dict(minimal_env(os.environ), HANDSON_GRADING="1",
+                   HANDSON_DISCARD_LOGS=os.environ.get("HANDSON_DISCARD_LOGS", "1"))
         grades = []
 
         def run_step(step):
