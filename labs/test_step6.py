@@ -164,9 +164,10 @@ FIX = "@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)"
 WORKER_LOST_OPTIONS = ("task_acks_late", "task_reject_on_worker_lost", "task_retry_on_worker_lost")
 
 
-def _kill_the_pool_process_running(task_id, celery_worker, result_backend, ready=lambda: True):
+def _kill_the_pool_process_running(task_id, celery_worker, result_backend, broker_control, ready=lambda: True):
     """Wait until the task is STARTED (and ``ready()``), then SIGKILL the pool process its result names;
-    return its pid."""
+    return its pid, and whether Redis still held the task's message unacknowledged just before the kill
+    (acks_late's doing)."""
     def started():
         meta = result_backend.meta(task_id)
         return meta if meta and meta["status"] == "STARTED" and ready() else None
@@ -185,8 +186,9 @@ def _kill_the_pool_process_running(task_id, celery_worker, result_backend, ready
         f"STARTED の結果の pid {pid} はラボのワーカーのプールプロセス ({celery_worker.pool_pids()}) では"
         "ありません。別のワーカーがラボの Redis を使っていませんか？",
     )
+    unacknowledged = task_id in broker_control.unacknowledged()
     celery_worker.kill_pool_process(pid)
-    return pid
+    return pid, unacknowledged
 
 
 def test_by_default_a_task_whose_pool_process_dies_is_lost(
@@ -210,7 +212,7 @@ def test_by_default_a_task_whose_pool_process_dies_is_lost(
     mark = celery_worker.mark()
     [task_id] = send_hello_tasks(web)
 
-    pid = _kill_the_pool_process_running(task_id, celery_worker, result_backend)
+    pid, _ = _kill_the_pool_process_running(task_id, celery_worker, result_backend, broker_control)
     wait_for(lambda: result_backend.state(task_id) in ENDED, timeout=NOTICED_WITHIN + sleep_seconds + 10)
     meta = result_backend.meta(task_id)
 
@@ -259,16 +261,13 @@ def test_a_killed_send_receipt_is_delivered_again_and_sends_one_receipt(
         raw = result_backend.client.get(f"handson:receipts:{order}")
         return int(raw) if raw else 0
 
-    # Whether the message was still unacknowledged while the task ran: acks_late's doing, seen in Redis.
-    held = []
-    _kill_the_pool_process_running(task["id"], celery_worker, result_backend,
-                                   ready=lambda: receipts() and not held.append(task["id"] in broker_control.unacknowledged()))
+    _, held = _kill_the_pool_process_running(task["id"], celery_worker, result_backend, broker_control, ready=receipts)
     wait_for(lambda: result_backend.state(task["id"]) in ENDED, timeout=NOTICED_WITHIN + 2 * sleep_seconds + 10)
     meta = result_backend.meta(task["id"])
     received = len(re.findall(rf"Task {re.escape(SEND_RECEIPT)}\[{re.escape(task['id'])}\] received",
                               celery_worker.log(mark)))
 
-    assert meta["status"] != "FAILURE" or (held and held[-1]), say(
+    assert meta["status"] != "FAILURE" or held, say(
         f"The killed send_receipt ended FAILURE {meta['result']!r}: its message had been acknowledged when a pool "
         f"process started it (Redis held no unacknowledged message for it), so nothing was left to deliver again. "
         f"In handson/tasks.py declare {FIX}: acks_late acknowledges only at the end, reject_on_worker_lost puts the "

@@ -20,6 +20,7 @@ import pytest
 
 from labs.harness.lesson.waiting import wait_for
 from labs.harness.reference import materialize
+from labs.harness.services.backend import BrokerControl
 from labs.harness.services.redis import LocalRedis
 from labs.harness.services.stack import Stack, StackSpec
 from labs.harness.services.worker import WorkerSpec
@@ -133,8 +134,7 @@ def wait_state(redis, task_id, states, timeout):
 
 def unacked_ids(redis):
     """{task id: delivery tag} of the messages Kombu keeps as delivered but not acknowledged."""
-    held = redis.client(redis.broker_url).hgetall("unacked")
-    return {json.loads(raw)[0]["headers"]["id"]: tag.decode() for tag, raw in held.items()}
+    return BrokerControl(redis).unacknowledged()
 
 
 def test_a_message_is_acknowledged_when_a_pool_process_starts_the_task_and_prefetched_ones_stay_unacked(

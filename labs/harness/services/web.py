@@ -59,9 +59,9 @@ class DjangoServer:
             self.launch()
         if not ready:
             stopped = not self.process.running()
+            found = headline(self.process.log_text(), self.workspace)
             self.problem = Cause("web", "crashed_on_start" if stopped else "not_ready",
-                                 {"headline": headline(self.process.log_text(), self.workspace), "seconds": READY_TIMEOUT},
-                                 self.process.log_tail())
+                                 {"headline": found, "seconds": READY_TIMEOUT}, self.process.log_tail())
         return self
 
     def start(self):
@@ -143,7 +143,8 @@ class WebClient:
         if answer.status >= 500:
             log = process.log_text(log_mark)
             raise ServiceProblem(Cause("web", "server_error", {
-                "method": method, "path": path, "status": answer.status, "headline": headline(log, self.server.workspace),
+                "method": method, "path": path, "status": answer.status,
+                "headline": headline(log, self.server.workspace),
                 "body": answer.text[:300], "seen": seen_in_log(log + answer.text),
             }, "\n".join(log.splitlines()[-40:])))
         return answer

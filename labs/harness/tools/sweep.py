@@ -48,8 +48,7 @@ def kill_descendants(timeout=5.0):
     me, stopped = psutil.Process(), []
     deadline = time.monotonic() + timeout
     for _ in range(ROUNDS):
-        left = [child for child in me.children(recursive=True) if child.status() != psutil.STATUS_ZOMBIE] \
-            if _alive(me) else []
+        left = [child for child in me.children(recursive=True) if _alive(child)]
         if not left:
             break
         for process in left:
@@ -72,8 +71,9 @@ def kill_descendants(timeout=5.0):
 
 
 def _alive(process):
+    """Running, and not a zombie waiting to be reaped (a process may end while it is looked at)."""
     try:
-        return process.is_running()
+        return process.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
 
