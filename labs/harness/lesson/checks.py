@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ..i18n import say
+from ..services import confine
 from ..services.procfile import PROCFILE, ProcfileError, read_procfile
 from . import foundations
 from .advice import BROKER_SETTING
@@ -180,7 +181,7 @@ def package_exports(workspace, env):
     # Into files, not pipes: a process that `import handson` starts in the background would hold a
     # pipe open, and reading it to its end would wait for that process instead of this one.
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        subprocess.run([sys.executable, "-c", _EXPORTS], cwd=workspace, env=env, stdout=out, stderr=err,
+        subprocess.run(confine.wrap([sys.executable, "-c", _EXPORTS], workspace), cwd=workspace, env=env, stdout=out, stderr=err,
                        text=True, timeout=60)
         out.seek(0)
         err.seek(0)

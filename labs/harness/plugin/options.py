@@ -18,6 +18,7 @@ import pytest
 
 from ..i18n import say
 from ..paths import ROOT
+from ..services import confine, sweep
 from ..services.redis import RedisUnavailable, choose_redis, wanted_kind
 from ..steps import last_step
 
@@ -103,10 +104,13 @@ def pytest_configure(config):
     if workspace and not (Path(workspace) / "handson").is_dir():
         raise pytest.UsageError(f"--workspace={workspace}: no handson/ folder there.")
     sleep = _sleep_seconds()  # before anything is created: a bad value leaves nothing behind
+    sweep.become_subreaper()  # every orphan of this run's services comes back here (see pytest_unconfigure)
     _prune_old_run_dirs()
     # The pid in the name tells whose services these are (redis-server rewrites its
     # own command line, but keeps this folder as its working directory).
     run_dir = Path(tempfile.mkdtemp(prefix=f"celery-handson-{os.getpid()}-"))
+    if confine.confining_user():
+        run_dir.chmod(0o755)  # the services' folder: the confined app enters it (and may read its logs)
     try:
         redis, redis_note = choose_redis(config.getoption("redis"), run_dir, offset=xdist_index(config))
     except RedisUnavailable as problem:
@@ -117,6 +121,9 @@ def pytest_configure(config):
 
 
 def pytest_unconfigure(config):
+    # What the learner's code started and left running (a daemon, a fork bomb) ends with this run:
+    # it would otherwise go on into the next step's, or the next test's, and change its verdict.
+    sweep.kill_descendants()
     lab = config.stash.get(LAB, None)
     # Logs are kept for a failed run, for the learner to read, unless the caller expects
     # failures and reads the outcome elsewhere (HANDSON_DISCARD_LOGS=1, the project's own tests).

@@ -17,6 +17,8 @@ from pathlib import Path
 import portpicker
 import psutil
 
+from . import confine
+
 _PR_SET_PDEATHSIG = 1
 _running = []
 
@@ -45,7 +47,7 @@ class ServiceProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:
             self.popen = subprocess.Popen(
-                self.argv, env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL,
+                confine.wrap(self.argv, self.cwd), env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True, preexec_fn=_die_with_parent,
             )

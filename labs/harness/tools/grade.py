@@ -39,10 +39,11 @@ from ..i18n import say
 from ..paths import ROOT
 from ..reference import IGNORE
 from ..runner import run_labs
+from ..services import confine, sweep
 from ..services.app_env import minimal_env
 from ..services.redis import RedisUnavailable, choose_redis, wanted_kind
 from ..steps import load_steps
-from . import classroom50, outside, reports, sweep
+from . import classroom50, outside, reports
 
 MESSAGE_LIMIT = 2000  # characters per test: enough for the lesson's message, short enough to read
 REPORTS = ("result.json", "junit.xml", "grade.md")
@@ -168,8 +169,9 @@ def copy_handson(source, scratch):
     return scratch
 
 
-def grade(pytest_args=(), timeout=300.0, redis=None, workspace=None, echo=print, jobs=None):
-    """Every lab test of every step, graded: a list of TestGrade."""
+def grade(pytest_args=(), timeout=300.0, redis=None, workspace=None, echo=print, jobs=None, user=None):
+    """Every lab test of every step, graded: a list of TestGrade. With ``user`` (services/confine.py),
+    the app runs as that user, in a mount namespace of its own, within limits."""
     redis = redis or wanted_kind()
     check_redis(redis)
     args = [*pytest_args, f"--redis={redis}"]
@@ -177,12 +179,16 @@ def grade(pytest_args=(), timeout=300.0, redis=None, workspace=None, echo=print,
     try:
         if workspace:
             args.append(f"--workspace={copy_handson(workspace, scratch)}")
+            if user:
+                scratch.chmod(0o755)  # the copy is the app's to read, not to write (its files are the grader's)
         # The services' logs of a failed step would stay in a temporary folder that nobody is told
         # about (grading keeps pytest's output to itself): the reports carry the messages instead.
         # The child pytest, and the app it starts, get only what they need (services/app_env.py):
         # the grader's secrets stay with the grader.
         env = dict(minimal_env(os.environ), HANDSON_GRADING="1",
                    HANDSON_DISCARD_LOGS=os.environ.get("HANDSON_DISCARD_LOGS", "1"))
+        if user:
+            env[confine.USER_VARIABLE] = user
         grades = []
 
         def run_step(step):
@@ -211,6 +217,21 @@ def _report_step(step, run, timeout, echo):
              f"ステップ {step.number}: {sum(t.points for t in step_grades)}/{step.points} 点、"
              f"合格 {passed}/{len(step_grades)} テスト ({seconds:.1f} 秒)"))
     return step_grades
+
+
+def _confinement_note(user, why_not):
+    """What grade.md says about the rights the graded code had."""
+    if user:
+        return "\n" + say(f"The graded code ran as the user `{user}`, in a mount namespace of its own: it could "
+                          "read the submission and the lab but write neither, nor the reports; its /tmp was "
+                          "private and small, its processes, memory and file sizes were limited.",
+                          f"採点中のコードはユーザー `{user}` として専用のマウント名前空間で動きました。提出物とラボは"
+                          "読めても書けず、報告も書けません。/tmp は専用で小さく、プロセス数・メモリ・ファイル"
+                          "サイズに上限がありました。") + "\n"
+    return "\n" + say(f"The graded code ran with the grader's own rights, as {why_not}: it could have written "
+                      "to the lab or to this report while it ran.",
+                      f"採点中のコードは採点者と同じ権限で動きました ({why_not})。実行中にラボやこの報告を"
+                      "書き換えることができた状態です。") + "\n"
 
 
 def _sweep_note(guarded, stopped):
@@ -252,10 +273,12 @@ def main(argv):
         (args.out / name).unlink(missing_ok=True)
     # In the learner's own repository the labs are theirs too: say what changed outside handson/.
     changes = None if args.workspace or _grades_a_reference(pytest_args) else outside.changes(ROOT)
-    # Every process the graded code starts ends before a report is written (tools/sweep.py).
+    # Every process the graded code starts ends before a report is written (services/sweep.py).
     guarded = sweep.become_subreaper()
+    # As root, the app runs as a user of its own (services/confine.py); the report says when it did not.
+    user, why_not = confine.prepare()
     try:
-        grades = grade(pytest_args, args.timeout, args.redis, args.workspace)
+        grades = grade(pytest_args, args.timeout, args.redis, args.workspace, user=user)
     except CannotGrade as problem:
         sweep.kill_descendants()
         reports.write_markdown(args.out / "grade.md", reports.cannot_grade(str(problem)))
@@ -267,7 +290,8 @@ def main(argv):
         result["changed-outside-handson"] = changes.files
     classroom50.write(args.out / "result.json", result)
     reports.write_junit(args.out / "junit.xml", grades)
-    reports.write_markdown(args.out / "grade.md", reports.markdown(grades, changes) + _sweep_note(guarded, stopped))
+    reports.write_markdown(args.out / "grade.md", reports.markdown(grades, changes) + _confinement_note(user, why_not)
+                           + _sweep_note(guarded, stopped))
     score, top = result["score"], result["max-score"]
     written = ", ".join(str(args.out / name) for name in REPORTS)
     print(say(f"{score}/{top} points: {written}", f"{score}/{top} 点: {written}"))

@@ -1,4 +1,4 @@
-"""Nothing the graded code starts outlives grading.
+"""Nothing the learner's code starts outlives the run that started it.
 
 The learner's code runs while it is graded (the worker imports handson/, the server serves it),
 and it may start processes of its own. One that double-forks or calls setsid leaves its parent's
@@ -9,7 +9,8 @@ On Linux a process can be a *child subreaper* (prctl PR_SET_CHILD_SUBREAPER, Lin
 orphan among its descendants is re-parented to it instead of init, however it got away. `make
 grade` becomes one before the first step runs, and kills every process still below it once the
 last step has ended and before it writes any report. Where that is not available (macOS, Windows)
-the report says the grade ran without this guard.
+the report says the grade ran without this guard. Every lab pytest does the same for its own
+services (plugin/options.py), so a daemon started in one step's run does not live into the next.
 """
 import ctypes
 import ctypes.util
