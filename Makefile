@@ -17,7 +17,7 @@ LAB_OPTS := $(if $(filter 1 yes true,$(SOLUTION)),--solution,)
 # FLOWER=1 make run: Flower too.
 WANT_FLOWER := $(filter 1 yes true,$(FLOWER))
 
-.PHONY: help install test lint run flower step1 step2 step3 step4 step5 step6 step7 step8 lab bench clean status hint watch reset grade
+.PHONY: help install test test-unprivileged lint run flower step1 step2 step3 step4 step5 step6 step7 step8 lab bench clean status hint watch reset grade
 
 help:
 	@echo "make run        the hands-on app at http://127.0.0.1:$${PORT:-8000}/handson (Ctrl-C stops it)"
@@ -62,6 +62,11 @@ lab: $(STAMP)
 # The tests start Flower too (tests/test_monitoring.py), so they install it.
 test: $(FLOWER_STAMP)
 	$(PYTEST) tests -n $(TEST_JOBS) --dist loadgroup --no-loadscope-reorder
+
+# CI, as root: the tests of grading's guards again as a user with no rights here (labs/harness/dev/unprivileged.py).
+test-unprivileged: $(STAMP)
+	$(PY) -m labs.harness.dev.unprivileged -- $(PY) -m pytest tests/test_grading_hostile.py tests/test_confine.py \
+		-p no:cacheprovider -q -rs
 
 lint: $(STAMP)
 	$(PY) -m ruff check labs tests conftest.py manage.py classroom50

@@ -196,9 +196,23 @@ PASSED_ON = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDI
              "CLASSROOM", "ASSIGNMENT", "SUBMISSION_TAG", "COMMIT_URL", "RELEASE_URL", "REVIEW_URL", "DOCKER_HOST")
 
 
+def passed_on():
+    return {key: value for key, value in os.environ.items()
+            if key in PASSED_ON or key.startswith(("LC_", "HANDSON_", "TESTCONTAINERS_"))}
+
+
+def drop_secrets(lab, python):
+    """Once the lab is found (its fetch may need a token), go on in a fresh image of this process
+    with only what grading needs: the graded code, which may run as our user, could otherwise read
+    the job's secrets in /proc/<our pid>/environ (the environment we started with, whatever we delete)."""
+    env = dict(passed_on(), HANDSON_LAB=str(lab), HANDSON_LAB_PYTHON=str(python))
+    if env != dict(os.environ):
+        sys.stdout.flush()
+        os.execve(sys.executable, [sys.executable, str(Path(__file__).resolve())], env)
+
+
 def grade(lab, python, submission, out):
-    env = {key: value for key, value in os.environ.items()
-           if key in PASSED_ON or key.startswith(("LC_", "HANDSON_", "TESTCONTAINERS_"))}
+    env = passed_on()
     env.setdefault("HANDSON_LANG", LANGUAGE)
     env.setdefault("HANDSON_REDIS", "local")
     # (GITHUB_STEP_SUMMARY is not passed on: the runner copies release-body.md into the job's summary.)
@@ -217,12 +231,18 @@ def main():
                   f"ラボには Python {'.'.join(map(str, MIN_PYTHON))} 以上が必要です (現在 {sys.version.split()[0]})。"
                   "課題の runtime で新しい Python を指定してください。"), file=sys.stderr)
         return 1
+    try:
+        lab = find_lab()
+        python = Path(os.environ.get("HANDSON_LAB_PYTHON") or lab_python(lab))
+    except CannotGrade as problem:
+        print(str(problem), file=sys.stderr)
+        return 1
+    drop_secrets(lab, python)
     keep = os.environ.get("GRADE_DIR")
     out = Path(keep).resolve() if keep else Path(tempfile.mkdtemp(prefix="celery-handson-autograder-"))
     try:
-        lab = find_lab()
         become_subreaper()
-        code = grade(lab, lab_python(lab), submission, out)
+        code = grade(lab, python, submission, out)
         kill_descendants()  # nothing the graded code started may write after this
         if code not in (0, 1):  # 0: every test passed, 1: some did not; both are a grade
             raise CannotGrade(say(f"The lab could not grade (exit code {code}; see above).",

@@ -179,25 +179,23 @@ def digest(lab):
             if path.is_file() and not {".venv", *IGNORE_NAMES}.intersection(path.parts)}
 
 
-def app_user_processes():
-    """Live processes of the user the app runs as while grading (none when it does not exist)."""
-    found = []
-    for proc in psutil.process_iter(["username", "cmdline", "status"]):
-        if proc.info["username"] == confine.DEFAULT_USER and proc.info["status"] != psutil.STATUS_ZOMBIE:
-            found.append(" ".join(proc.info["cmdline"] or [])[:120])
-    return found
+def processes_of(user):
+    """How many live processes ``user`` has, of any run."""
+    return sum(1 for proc in psutil.process_iter(["username", "status"])
+               if proc.info["username"] == user and proc.info["status"] != psutil.STATUS_ZOMBIE)
 
 
 class ProcessCount(threading.Thread):
-    """The most processes the app's user had at once, sampled while a grade runs."""
+    """The most processes ``user`` had at once, sampled while a grade runs (the kernel's limit counts
+    them all, whichever run they belong to)."""
 
-    def __init__(self):
+    def __init__(self, user):
         super().__init__(daemon=True)
-        self.most, self.done = 0, threading.Event()
+        self.user, self.most, self.done = user, 0, threading.Event()
 
     def run(self):
         while not self.done.wait(0.2):
-            self.most = max(self.most, len(app_user_processes()))
+            self.most = max(self.most, processes_of(self.user))
 
 
 @dataclass
@@ -217,9 +215,12 @@ class HostileGrade:
         return self.finished.stdout[-2000:] + self.finished.stderr[-2000:]
 
 
-def grade_hostile(folder, code, grader):
+def grade_hostile(folder, code, grader, user=confine.DEFAULT_USER):
     """Grade the starter plus ``code`` in handson/__init__.py, through ``grader`` ("make grade" or
-    "autograder"), from a copy of the lab, with the canary secrets in the grader's environment."""
+    "autograder"), from a copy of the lab, with the canary secrets in the grader's environment;
+    as root, with the app running as ``user``."""
+    if AS_ROOT:
+        assert confine.ensure_user(user) is None
     drop = DropBox()
     threading.Thread(target=drop.serve_forever, daemon=True).start()
     lab = lab_copy(folder / "lab")
@@ -231,28 +232,31 @@ def grade_hostile(folder, code, grader):
     init.write_text(init.read_text() + textwrap.dedent(code).replace("DROP_PORT", str(drop.port))
                     .replace("WRITE_TARGETS", repr(targets)).replace("RESULT", repr(str(out / "result.json"))))
     lab_before = digest(lab)
-    counter = ProcessCount()
+    counter = ProcessCount(user)
     counter.start()
     try:
         if grader == "make grade":
-            mark, env = marked_env(TMPDIR=str(folder), HANDSON_LAB_DIR=str(folder / "state"), **SECRETS)
+            mark, env = marked_env(TMPDIR=str(folder), HANDSON_LAB_DIR=str(folder / "state"),
+                                   HANDSON_GRADE_USER=user, **SECRETS)
             finished = subprocess.run([sys.executable, "-m", "labs.harness.tools.grade", "--workspace",
                                        str(checkout), "--out", str(out)], cwd=lab, env=env, capture_output=True,
                                       text=True, timeout=900)
             left = processes_marked(mark, folder=folder)
         else:
-            graded = autograde(checkout, folder / "scratch", HANDSON_LAB=str(lab), **SECRETS)
+            graded = autograde(checkout, folder / "scratch", HANDSON_LAB=str(lab), HANDSON_GRADE_USER=user,
+                               **SECRETS)
             finished, left = graded.finished, graded.left_behind
     finally:
         counter.done.set()
         counter.join()
         drop.shutdown()
         drop.server_close()
-    return HostileGrade(finished, out / "result.json", lab, lab_before, left + app_user_processes(),
+    return HostileGrade(finished, out / "result.json", lab, lab_before, left,
                         drop.reports(), counter.most)
 
 
 GRADERS = ["make grade", "autograder"]
+BOMB_USER = "celery-handson-bomb"
 
 
 @pytest.fixture(scope="module", params=GRADERS)
@@ -303,7 +307,10 @@ def _grade_md(graded):
 @needs_root
 @pytest.mark.parametrize("grader", GRADERS)
 def test_a_fork_bomb_stops_at_the_process_limit_and_ends_with_its_step(grader, tmp_path):
-    graded = grade_hostile(tmp_path, FORK_BOMB, grader)
+    """A user of its own for the bomb: the limit counts every process of the user, and other tests grade
+    at the same time (so should a teacher who grades several submissions at once: HANDSON_GRADE_USER)."""
+    assert confine.ensure_user(BOMB_USER) is None
+    graded = grade_hostile(tmp_path, FORK_BOMB, grader, user=BOMB_USER)
 
     assert graded.finished.returncode in (0, 1), graded.output()
     assert graded.result()["score"] == HONEST

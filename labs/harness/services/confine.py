@@ -37,7 +37,7 @@ TEMP_SIZE = "256m"  # per service, for the private /tmp and friends together at 
 
 @dataclass(frozen=True)
 class Limits:
-    processes: int = 1024  # of the user, all services of all steps together (threads count too)
+    processes: int = 512  # of the user, all services of all steps together (threads count too)
     memory: int = 4 << 30  # address space per process
     file_size: int = 128 << 20  # per file written
 
@@ -60,6 +60,22 @@ def confining_user():
 DEFAULT_USER = "celery-handson"  # a system user of its own: its processes are the app's and no one else's
 
 
+def ensure_user(name, create=True):
+    """None when the system user ``name`` exists (made here, as root, if ``create``), else why not."""
+    try:
+        pwd.getpwnam(name)
+        return None
+    except KeyError:
+        if not create:
+            return f"no user {name}"
+    made = subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+                           "--shell", "/usr/sbin/nologin", name],
+                          capture_output=True, text=True, check=False) if shutil.which("useradd") else None
+    if made is None or made.returncode != 0:
+        return f"the user {name} could not be created ({made.stderr.strip() if made else 'no useradd'})"
+    return None
+
+
 def prepare(env=os.environ):
     """Before grading: (the user name the app will run as, None) when it can be confined here,
     else (None, why not). As root, the user is created if missing (HANDSON_GRADE_USER names another
@@ -71,16 +87,9 @@ def prepare(env=os.environ):
         return None, "HANDSON_GRADE_USER=none turned it off"
     if os.geteuid() != 0:
         return None, "the grader is not root (run `make grade` as root, or with sudo, to have it)"
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        if "HANDSON_GRADE_USER" in env:
-            return None, f"HANDSON_GRADE_USER={name}: no such user"
-        made = subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir",
-                               "/nonexistent", "--shell", "/usr/sbin/nologin", name],
-                              capture_output=True, text=True, check=False) if shutil.which("useradd") else None
-        if made is None or made.returncode != 0:
-            return None, f"the user {name} could not be created ({made.stderr.strip() if made else 'no useradd'})"
+    problem = ensure_user(name, create="HANDSON_GRADE_USER" not in env)
+    if problem:
+        return None, problem
     probe = subprocess.run(wrap([sys.executable, "-c", "import celery, django"], Path.cwd(), user=name),
                            env=dict(env, **{USER_VARIABLE: name}), capture_output=True, text=True, check=False)
     if probe.returncode != 0:

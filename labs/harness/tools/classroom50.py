@@ -23,6 +23,9 @@ SCHEMA = "classroom50/result/v1"
 PLACEHOLDER = "local"  # outside a runner: no classroom, no release, no review
 
 
+RUNNER_FIELDS = ("CLASSROOM", "ASSIGNMENT", "SUBMISSION_TAG", "COMMIT_URL", "RELEASE_URL", "REVIEW_URL")
+
+
 def _env(env, name, fallback):
     return env.get(name) or fallback
 

@@ -40,7 +40,7 @@ from ..paths import ROOT
 from ..reference import IGNORE
 from ..runner import run_labs
 from ..services import confine, sweep
-from ..services.app_env import minimal_env
+from ..services.app_env import minimal_env, restart_without_secrets
 from ..services.redis import RedisUnavailable, choose_redis, wanted_kind
 from ..steps import load_steps
 from . import classroom50, outside, reports
@@ -265,6 +265,8 @@ def main(argv):
     parser.add_argument("--redis", default=wanted_kind(), metavar="KIND",
                         help="local, docker, auto or a redis:// URL (default: $HANDSON_REDIS, else local, as the labs)")
     args, pytest_args = parser.parse_known_args(argv)
+    # From here on the grader's environment holds nothing the graded code may not read (app_env.py).
+    restart_without_secrets("labs.harness.tools.grade", argv, keep=("GITHUB_STEP_SUMMARY", *classroom50.RUNNER_FIELDS))
     if args.workspace and (_grades_a_reference(pytest_args) or any(a.startswith("--workspace") for a in pytest_args)):
         parser.error(say("--workspace grades a learner's handson/: leave out --solution and --reference.",
                          "--workspace は学習者の handson/ を採点します。--solution と --reference は付けないでください。"))
