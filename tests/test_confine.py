@@ -39,8 +39,7 @@ def confined(program, tmp_path):
     """Run ``program`` through the launcher as the grading user; its output and exit code."""
     assert confine.ensure_user(confine.DEFAULT_USER) is None
     argv = confine.wrap([sys.executable, "-c", textwrap.dedent(program)], tmp_path, user=confine.DEFAULT_USER)
-    env = dict(os.environ, **{confine.USER_VARIABLE: confine.DEFAULT_USER})
-    return subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=120)
 
 
 @pytestmark_root

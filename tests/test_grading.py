@@ -55,14 +55,16 @@ class Graded:
         return json.loads(self.result_path.read_text(encoding="utf-8"))
 
 
-def autograde(checkout, scratch, **extra):
-    """Classroom 50's runner, as far as the autograder can tell: no arguments, cwd the checkout."""
+def autograde(checkout, scratch, via=None, **extra):
+    """Classroom 50's runner, as far as the autograder can tell: no arguments, cwd the checkout
+    (``via``: a function that wraps the command, to run it as another user)."""
     scratch.mkdir(parents=True, exist_ok=True)
     reports = scratch / "reports"
     mark, env = marked_env(HANDSON_LAB=str(ROOT), TMPDIR=str(scratch), GRADE_DIR=str(reports), **RUNNER_ENV)
     env.update(extra)
     env.pop("GITHUB_STEP_SUMMARY", None)
-    finished = subprocess.run([sys.executable, str(AUTOGRADER)], cwd=checkout, env=env, capture_output=True,
+    argv = [sys.executable, str(AUTOGRADER)]
+    finished = subprocess.run(via(argv) if via else argv, cwd=checkout, env=env, capture_output=True,
                               text=True, timeout=900, check=False)
     return Graded(finished, checkout, reports, processes_marked(mark, folder=scratch))
 

@@ -139,6 +139,16 @@ if "worker" in _sys.argv and not _os.environ.get("BOMB_STARTED"):
 '''
 
 
+MEMORY_HOG = '''
+
+# --- a hostile (or careless) submission: the web server asks for 8 GiB at start ---
+import sys as _sys
+
+if "runserver" in _sys.argv:
+    _hog = bytearray(8 << 30)
+'''
+
+
 class DropBox(socketserver.ThreadingTCPServer):
     """What the graded code sends out, collected on a free port of 127.0.0.1."""
 
@@ -215,10 +225,12 @@ class HostileGrade:
         return self.finished.stdout[-2000:] + self.finished.stderr[-2000:]
 
 
-def grade_hostile(folder, code, grader, user=confine.DEFAULT_USER):
+def grade_hostile(folder, code, grader, user=confine.DEFAULT_USER, sudoer=None):
     """Grade the starter plus ``code`` in handson/__init__.py, through ``grader`` ("make grade" or
     "autograder"), from a copy of the lab, with the canary secrets in the grader's environment;
-    as root, with the app running as ``user``."""
+    as root, with the app running as ``user``. With ``sudoer``, the grader runs as that user, who may
+    use sudo: `make grade` is asked to (HANDSON_GRADE_SUDO=1), the autograder is told it is on a
+    GitHub-hosted runner."""
     if AS_ROOT:
         assert confine.ensure_user(user) is None
     drop = DropBox()
@@ -238,13 +250,20 @@ def grade_hostile(folder, code, grader, user=confine.DEFAULT_USER):
         if grader == "make grade":
             mark, env = marked_env(TMPDIR=str(folder), HANDSON_LAB_DIR=str(folder / "state"),
                                    HANDSON_GRADE_USER=user, **SECRETS)
-            finished = subprocess.run([sys.executable, "-m", "labs.harness.tools.grade", "--workspace",
-                                       str(checkout), "--out", str(out)], cwd=lab, env=env, capture_output=True,
-                                      text=True, timeout=900)
+            argv = [sys.executable, "-m", "labs.harness.tools.grade", "--workspace", str(checkout), "--out", str(out)]
+            if sudoer:
+                env["HANDSON_GRADE_SUDO"] = "1"
+                argv = confine.wrap(argv, lab, user=sudoer, writable=[folder], keep_privileges=True)
+            finished = subprocess.run(argv, cwd=lab, env=env, capture_output=True, text=True, timeout=900)
             left = processes_marked(mark, folder=folder)
         else:
+            runner = {}
+            if sudoer:  # what a GitHub-hosted runner says of itself
+                runner = dict(RUNNER_ENVIRONMENT="github-hosted",
+                              via=lambda argv: confine.wrap(argv, checkout, user=sudoer, writable=[folder],
+                                                            keep_privileges=True))
             graded = autograde(checkout, folder / "scratch", HANDSON_LAB=str(lab), HANDSON_GRADE_USER=user,
-                               **SECRETS)
+                               **runner, **SECRETS)
             finished, left = graded.finished, graded.left_behind
     finally:
         counter.done.set()
@@ -257,6 +276,8 @@ def grade_hostile(folder, code, grader, user=confine.DEFAULT_USER):
 
 GRADERS = ["make grade", "autograder"]
 BOMB_USER = "celery-handson-bomb"
+SUDOER = "celery-handson-sudoer"
+SUDOERS_FILE = Path("/etc/sudoers.d/celery-handson-tests")
 
 
 @pytest.fixture(scope="module", params=GRADERS)
@@ -315,4 +336,40 @@ def test_a_fork_bomb_stops_at_the_process_limit_and_ends_with_its_step(grader, t
     assert graded.finished.returncode in (0, 1), graded.output()
     assert graded.result()["score"] == HONEST
     assert 100 < graded.most_processes <= confine.LIMITS.processes, graded.most_processes
+    assert not graded.left_behind, graded.left_behind
+
+
+@needs_root
+@pytest.mark.skipif(not shutil.which("sudo"), reason="sudo is not installed here (.ci/run installs it)")
+@pytest.mark.parametrize("grader", GRADERS)
+def test_a_grader_with_sudo_but_not_root_confines_the_app_all_the_same(grader, tmp_path):
+    """A GitHub-hosted runner's case (Classroom 50's): the job's user is not root, but may use sudo
+    without a password. Asked to (HANDSON_GRADE_SUDO=1, which the autograder sets on such a runner),
+    `make grade` starts again as root, runs the app as the user of its own, and hands the reports back."""
+    assert confine.ensure_user(SUDOER) is None
+    SUDOERS_FILE.write_text(f"{SUDOER} ALL=(ALL) NOPASSWD: ALL\n")
+    SUDOERS_FILE.chmod(0o440)
+    try:
+        tmp_path.chmod(0o755)
+        graded = grade_hostile(tmp_path, HOSTILE, grader, sudoer=SUDOER)
+    finally:
+        SUDOERS_FILE.unlink()
+
+    assert graded.finished.returncode in (0, 1), graded.output()
+    assert "ran as the user `celery-handson`" in _grade_md(graded), _grade_md(graded)
+    assert _not_forged(graded) and graded.result()["score"] == HONEST
+    assert digest(graded.lab) == graded.lab_before, "the graded code changed the lab"
+    assert graded.result_path.stat().st_uid == confine.pwd.getpwnam(SUDOER).pw_uid  # the caller's report
+    assert not graded.left_behind, graded.left_behind
+
+
+@needs_root
+def test_a_memory_hog_fails_its_step_saying_which_limit_it_hit(tmp_path):
+    graded = grade_hostile(tmp_path, MEMORY_HOG, "make grade")
+
+    assert graded.finished.returncode == 1, graded.output()
+    assert graded.result()["score"] == 0  # step 1's server could not start
+    report = _grade_md(graded)
+    limits = f"While it is graded, the app may have {confine.LIMITS.processes} processes, {confine.LIMITS.memory >> 30} GB"
+    assert "MemoryError" in report and limits in report, report
     assert not graded.left_behind, graded.left_behind

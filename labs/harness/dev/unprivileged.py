@@ -26,7 +26,7 @@ def main(argv):
     problem = confine.ensure_user(TESTER)
     if problem:
         sys.exit(problem)
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", **{confine.USER_VARIABLE: TESTER})
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     return subprocess.call(confine.wrap(command, ROOT, user=TESTER), cwd=ROOT, env=env)
 
 

@@ -5,6 +5,7 @@ means and what to edit. The settings a learner writes are spelled here once, for
 every message and lesson that names them.
 """
 from ..i18n import say
+from ..services import confine
 
 BROKER_SETTING = "CELERY_BROKER_URL = HANDSON_BROKER_URL"
 BACKEND_SETTING = "CELERY_RESULT_BACKEND = HANDSON_RESULT_BACKEND"
@@ -51,6 +52,22 @@ def _wrong_broker(cause):
     )
 
 
+# What an error says when the code hit one of grading's limits (services/confine.py).
+_LIMIT_ERRORS = ("MemoryError", "Resource temporarily unavailable", "File too large", "No space left on device")
+
+
+def _limits_note(headline):
+    """A sentence on grading's limits when ``headline`` is an error they cause and the app is confined."""
+    if not confine.confining_user() or not any(error in (headline or "") for error in _LIMIT_ERRORS):
+        return ""
+    limits, temp = confine.LIMITS, confine.TEMP_BYTES >> 20
+    return say(f" While it is graded, the app may have {limits.processes} processes, {limits.memory >> 30} GB of "
+               f"memory per process, files of {limits.file_size >> 20} MB and a /tmp of {temp} MB: your code went "
+               "beyond one of these.",
+               f" 採点中のアプリは、プロセス {limits.processes} 個、1 プロセスあたりメモリ {limits.memory >> 30} GB、"
+               f"ファイル 1 つ {limits.file_size >> 20} MB、/tmp {temp} MB までです。コードがこのどれかを超えました。")
+
+
 def _did_not_start(cause):
     seconds, found = cause.detail.get("seconds"), cause.detail.get("headline")
     stopped = cause.what == "crashed_on_start"
@@ -62,7 +79,8 @@ def _did_not_start(cause):
             f"The Django server did not answer within {seconds} s"
         ja = "Django サーバーが起動中に終了しました" if stopped else f"Django サーバーが {seconds} 秒以内に応答しませんでした"
     return say(en + (f": {found}" if found else " (look for an error in your handson/ files)") + ".",
-               ja + (f": {found}" if found else " (handson/ のファイルのエラーを確認してください)") + "。")
+               ja + (f": {found}" if found else " (handson/ のファイルのエラーを確認してください)") + "。") \
+        + _limits_note(found)
 
 
 def _stopped(cause):
@@ -82,6 +100,7 @@ def _server_error(cause):
     text = say(f"{d['method']} {d['path']} answered {d['status']} ({what}).",
                f"{d['method']} {d['path']} が {d['status']} を返しました ({what})。")
     seen, where = d.get("seen") or (None, "")
+    text += _limits_note(d.get("headline"))
     if "missing 1 required positional argument" in (d.get("headline") or ""):
         text += say(
             " If that task's first parameter is `self`, declare it with @shared_task(bind=True, ...): only then does "

@@ -16,17 +16,23 @@ def minimal_env(base):
             if key in GRADING_KEEPS or key.startswith(GRADING_KEEPS_PREFIXES)}
 
 
-def restart_without_secrets(module, argv, keep=()):
+def restart_without_secrets(module, argv, keep=(), as_root=None):
     """Run ``python -m module argv`` again in this process with only ``minimal_env`` (and ``keep``)
     when the environment holds more. The graded code could otherwise read the grader's secrets in
     /proc/<grader's pid>/environ whenever it runs as the grader's user: that file shows the environment
-    the process started with, whatever it later removes from os.environ. Returns when nothing is to drop."""
+    the process started with, whatever it later removes from os.environ. With ``as_root`` (a command
+    such as ["sudo", "-n", "--"]) it starts again through it, told whose the reports are
+    (HANDSON_GRADE_OWNER). Returns when nothing is to drop and nothing is to gain."""
     env = dict(minimal_env(os.environ), **{key: os.environ[key] for key in keep if key in os.environ})
-    if env == dict(os.environ):
-        return
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, "-m", module, *argv], env)
+    if as_root:
+        env.update(HANDSON_GRADE_OWNER=f"{os.getuid()}:{os.getgid()}", PYTHONDONTWRITEBYTECODE="1")
+        command = [*as_root, "env", "-i", *(f"{key}={value}" for key, value in env.items()),
+                   sys.executable, "-m", module, *argv]
+        os.execvp(command[0], command)
+    if env != dict(os.environ):
+        os.execve(sys.executable, [sys.executable, "-m", module, *argv], env)
 
 
 def app_env(workspace, redis, sleep, base=None):

@@ -3,21 +3,21 @@
 While grading as root (tools/grade.py sets HANDSON_CONFINE_USER), every service that runs the
 learner's code (and Redis, which that code can command) starts through this launcher:
 
-    python -I labs/harness/services/confine.py --reveal DIR ... -- ARGV...
+    python -I labs/harness/services/confine.py --user NAME --reveal DIR ... -- ARGV...
 
 (-I and a path, not -m: as root it must import nothing from the folder it starts in, the learner's.)
 
 Still root, the launcher enters a mount namespace of its own (unshare CLONE_NEWNS) and there:
-- covers /tmp, /var/tmp, /dev/shm and /run/lock with small private tmpfs (TEMP_SIZE): the code
+- covers /tmp, /var/tmp, /dev/shm and /run/lock with small private tmpfs (TEMP_BYTES): the code
   cannot fill the disk, see other runs' files, or leave any behind;
 - makes each DIR it must read reachable and read-only: the workspace copy, the lab (the app imports
   labs.harness.services.runserver), the venv and the Python it comes from. A folder on the way that
   the user may not enter (/root, a home folder) is covered by a tmpfs that holds only the way on;
 then it sets LIMITS, drops to the user (no supplementary groups, no_new_privs: no sudo, no setuid
-program gives root back) and execs ARGV. So the code can write nowhere but its private /tmp, read
-neither the grader's environment (/proc/PID/environ of another user) nor its reports, and kill
-nothing of the grader's. The user's processes count together against RLIMIT_NPROC, so a fork bomb
-stops at LIMITS.processes (the kernel does not count a root process against it: the grader is free).
+program gives root back) and execs ARGV. So the code can write nowhere but its private /tmp, nor
+read the grader's environment (/proc/PID/environ of another user), nor signal the grader's processes.
+The user's processes count together against RLIMIT_NPROC, so a fork bomb stops at LIMITS.processes
+(the kernel exempts root from that limit, kernel/fork.c: the grader can still fork and kill).
 """
 import ctypes
 import os
@@ -30,9 +30,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-USER_VARIABLE = "HANDSON_CONFINE_USER"
+USER_VARIABLE = "HANDSON_CONFINE_USER"  # set by tools/grade.py for the pytest that starts the services
+DEFAULT_USER = "celery-handson"  # a system user of its own: its processes are the app's and no one else's
 TEMP_FOLDERS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
-TEMP_SIZE = "256m"  # per service, for the private /tmp and friends together at most 4 x this
+TEMP_BYTES = 256 << 20  # each of a service's private temporary folders
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,6 @@ LIMITS = Limits()
 _libc = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNS = 0x00020000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
-MNT_DETACH = 2
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
 
 
@@ -56,8 +56,6 @@ def confining_user():
     name = os.environ.get(USER_VARIABLE)
     return pwd.getpwnam(name) if name else None
 
-
-DEFAULT_USER = "celery-handson"  # a system user of its own: its processes are the app's and no one else's
 
 
 def ensure_user(name, create=True):
@@ -76,6 +74,17 @@ def ensure_user(name, create=True):
     return None
 
 
+def sudo_command(env=os.environ):
+    """["sudo", "-n", "--"] when grading should start again as root to have the user guard: asked for
+    (HANDSON_GRADE_SUDO=1, which the autograder sets on GitHub-hosted runners) and allowed without a
+    password; else None."""
+    if (env.get("HANDSON_GRADE_SUDO") != "1" or os.geteuid() == 0 or not sys.platform.startswith("linux")
+            or env.get("HANDSON_GRADE_USER") == "none" or not shutil.which("sudo")):
+        return None
+    allowed = subprocess.run(["sudo", "-n", "true"], capture_output=True, check=False, timeout=30)
+    return ["sudo", "-n", "--"] if allowed.returncode == 0 else None
+
+
 def prepare(env=os.environ):
     """Before grading: (the user name the app will run as, None) when it can be confined here,
     else (None, why not). As root, the user is created if missing (HANDSON_GRADE_USER names another
@@ -86,26 +95,34 @@ def prepare(env=os.environ):
     if name == "none":
         return None, "HANDSON_GRADE_USER=none turned it off"
     if os.geteuid() != 0:
-        return None, "the grader is not root (run `make grade` as root, or with sudo, to have it)"
+        if env.get("HANDSON_GRADE_SUDO") == "1":
+            return None, "HANDSON_GRADE_SUDO=1 asked for root, but `sudo -n` was refused"
+        return None, ("the grader is not root (grade as root, or with HANDSON_GRADE_SUDO=1 where sudo "
+                      "needs no password, to have it)")
     problem = ensure_user(name, create="HANDSON_GRADE_USER" not in env)
     if problem:
         return None, problem
     probe = subprocess.run(wrap([sys.executable, "-c", "import celery, django"], Path.cwd(), user=name),
-                           env=dict(env, **{USER_VARIABLE: name}), capture_output=True, text=True, check=False)
+                           env=dict(env), capture_output=True, text=True, check=False)
     if probe.returncode != 0:
         return None, f"the app could not start as {name}: {(probe.stderr.strip().splitlines() or ['?'])[-1]}"
     return name, None
 
 
-def wrap(argv, cwd, user=None):
-    """``argv`` started through the launcher when grading confines the app, else unchanged."""
-    if not (user or confining_user()):
+def wrap(argv, cwd, user=None, writable=(), keep_privileges=False):
+    """``argv`` started through the launcher as ``user`` (by default the one grading confines the app
+    to, and when there is none, ``argv`` unchanged). ``writable`` folders stay writable, and
+    ``keep_privileges`` leaves sudo usable: both for the project's own tests, never for the app."""
+    user = user or (confining_user().pw_name if confining_user() else None)
+    if not user:
         return list(argv)
     from ..paths import ROOT  # here: the launcher itself runs as a script, outside the package
 
     reveal = {cwd, ROOT, sys.prefix, sys.base_prefix, Path(sys.executable).resolve().parent}
-    reveal_args = [arg for folder in sorted(str(Path(f).resolve()) for f in reveal) for arg in ("--reveal", folder)]
-    return [sys.executable, "-I", str(Path(__file__).resolve()), *reveal_args, "--", *argv]
+    options = ["--user", user, *(["--keep-privileges"] if keep_privileges else [])]
+    options += [arg for folder in sorted(str(Path(f).resolve()) for f in reveal) for arg in ("--reveal", folder)]
+    options += [arg for folder in writable for arg in ("--writable", str(Path(folder).resolve()))]
+    return [sys.executable, "-I", str(Path(__file__).resolve()), *options, "--", *argv]
 
 
 def _check(result, what):
@@ -145,8 +162,8 @@ def plan(reveal, user, temp_folders=TEMP_FOLDERS):
     return dict(sorted(covers.items(), key=lambda item: len(item[0].parts)))
 
 
-def _set_up_mounts(reveal, user):
-    covers = plan(reveal, user)
+def _set_up_mounts(reveal, writable, user):
+    covers = plan([*reveal, *writable], user)
     _check(_libc.unshare(CLONE_NEWNS), "unshare")
     _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing done here reaches the grader's mounts
     # Handles on every folder kept, opened (in the new namespace: a bind may not come from another one)
@@ -155,18 +172,18 @@ def _set_up_mounts(reveal, user):
     for cover, keep in covers.items():
         temporary = str(cover) in TEMP_FOLDERS
         mode = "1777" if temporary else "755"
-        _mount("tmpfs", cover, "tmpfs", MS_NOSUID | MS_NODEV, f"mode={mode},size={TEMP_SIZE if temporary else '1m'}")
+        _mount("tmpfs", cover, "tmpfs", MS_NOSUID | MS_NODEV, f"mode={mode},size={TEMP_BYTES if temporary else 1 << 20}")
         for kept in sorted(keep):
             kept.mkdir(exist_ok=True)
             _mount(f"/proc/self/fd/{handles[kept]}", kept, None, MS_BIND | MS_REC)
     for handle in handles.values():
         os.close(handle)
-    for folder in sorted(set(reveal)):  # read-only, whatever the files' own modes
+    for folder in sorted(set(reveal) - set(writable)):  # read-only, whatever the files' own modes
         _mount(folder, folder, None, MS_BIND | MS_REC)
         _mount(None, folder, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID)
 
 
-def _drop_to(user):
+def _drop_to(user, no_new_privileges=True):
     home = Path("/tmp/home")  # in the private /tmp
     home.mkdir(mode=0o700, exist_ok=True)
     os.chown(home, user.pw_uid, user.pw_gid)
@@ -176,7 +193,8 @@ def _drop_to(user):
     os.setgroups([])
     os.setresgid(user.pw_gid, user.pw_gid, user.pw_gid)
     os.setresuid(user.pw_uid, user.pw_uid, user.pw_uid)
-    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+    if no_new_privileges:
+        _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
     # Changing the user clears the parent-death signal: set again, the service still dies with pytest.
     _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")
     return {"HOME": str(home), "USER": user.pw_name, "LOGNAME": user.pw_name, "TMPDIR": "/tmp"}
@@ -185,11 +203,14 @@ def _drop_to(user):
 def main(args):
     split = args.index("--")
     options, argv = args[:split], args[split + 1:]
-    reveal = [options[i + 1] for i, option in enumerate(options) if option == "--reveal"]
-    user = confining_user()
+
+    def values(name):
+        return [options[i + 1] for i, option in enumerate(options) if option == name]
+
+    user = pwd.getpwnam(values("--user")[0])
     cwd = os.getcwd()
-    _set_up_mounts(reveal, user)
-    env = dict(os.environ, **_drop_to(user))
+    _set_up_mounts(values("--reveal"), values("--writable"), user)
+    env = dict(os.environ, **_drop_to(user, no_new_privileges="--keep-privileges" not in options))
     env.pop(USER_VARIABLE, None)
     os.chdir(cwd)
     os.execvpe(argv[0], argv, env)
