@@ -189,23 +189,27 @@ def digest(lab):
             if path.is_file() and not {".venv", *IGNORE_NAMES}.intersection(path.parts)}
 
 
-def processes_of(user):
-    """How many live processes ``user`` has, of any run."""
-    return sum(1 for proc in psutil.process_iter(["username", "status"])
-               if proc.info["username"] == user and proc.info["status"] != psutil.STATUS_ZOMBIE)
+def processes_by_user(users):
+    """{user: how many live processes it has, of any run} for each of ``users``."""
+    counts = dict.fromkeys(users, 0)
+    for proc in psutil.process_iter(["username", "status"]):
+        if proc.info["username"] in counts and proc.info["status"] != psutil.STATUS_ZOMBIE:
+            counts[proc.info["username"]] += 1
+    return counts
 
 
 class ProcessCount(threading.Thread):
-    """The most processes ``user`` had at once, sampled while a grade runs (the kernel's limit counts
-    them all, whichever run they belong to)."""
+    """The most processes one of grading's users (``user``, and ``user``-2 for the step graded
+    alongside) had at once, sampled while a grade runs: the kernel's limit counts each user's
+    processes together, whichever run they belong to."""
 
     def __init__(self, user):
         super().__init__(daemon=True)
-        self.user, self.most, self.done = user, 0, threading.Event()
+        self.users, self.most, self.done = (user, f"{user}-2"), 0, threading.Event()
 
     def run(self):
-        while not self.done.wait(0.2):
-            self.most = max(self.most, processes_of(self.user))
+        while not self.done.wait(0.5):
+            self.most = max(self.most, *processes_by_user(self.users).values())
 
 
 @dataclass
@@ -243,6 +247,10 @@ def grade_hostile(folder, code, grader, user=confine.DEFAULT_USER, sudoer=None):
     init = checkout / "handson" / "__init__.py"
     init.write_text(init.read_text() + textwrap.dedent(code).replace("DROP_PORT", str(drop.port))
                     .replace("WRITE_TARGETS", repr(targets)).replace("RESULT", repr(str(out / "result.json"))))
+    if sudoer:  # the job's user's, as the lab it fetched and the checkout are on a runner
+        owner = confine.pwd.getpwnam(sudoer)
+        for path in [folder, *folder.rglob("*")]:
+            os.lchown(path, owner.pw_uid, owner.pw_gid)
     lab_before = digest(lab)
     counter = ProcessCount(user)
     counter.start()
@@ -277,7 +285,7 @@ def grade_hostile(folder, code, grader, user=confine.DEFAULT_USER, sudoer=None):
 GRADERS = ["make grade", "autograder"]
 BOMB_USER = "celery-handson-bomb"
 SUDOER = "celery-handson-sudoer"
-SUDOERS_FILE = Path("/etc/sudoers.d/celery-handson-tests")
+SUDOERS_FOLDER = Path("/etc/sudoers.d")  # a file per test (sudo skips names with a dot)
 
 
 @pytest.fixture(scope="module", params=GRADERS)
@@ -347,13 +355,14 @@ def test_a_grader_with_sudo_but_not_root_confines_the_app_all_the_same(grader, t
     without a password. Asked to (HANDSON_GRADE_SUDO=1, which the autograder sets on such a runner),
     `make grade` starts again as root, runs the app as the user of its own, and hands the reports back."""
     assert confine.ensure_user(SUDOER) is None
-    SUDOERS_FILE.write_text(f"{SUDOER} ALL=(ALL) NOPASSWD: ALL\n")
-    SUDOERS_FILE.chmod(0o440)
+    sudoers = SUDOERS_FOLDER / f"celery-handson-tests-{grader.replace(' ', '-')}"
+    sudoers.write_text(f"{SUDOER} ALL=(ALL) NOPASSWD: ALL\n")
+    sudoers.chmod(0o440)
     try:
         tmp_path.chmod(0o755)
         graded = grade_hostile(tmp_path, HOSTILE, grader, sudoer=SUDOER)
     finally:
-        SUDOERS_FILE.unlink()
+        sudoers.unlink()
 
     assert graded.finished.returncode in (0, 1), graded.output()
     assert "ran as the user `celery-handson`" in _grade_md(graded), _grade_md(graded)

@@ -109,6 +109,18 @@ def prepare(env=os.environ):
     return name, None
 
 
+def slot_users(base, count):
+    """One user per step graded at the same time: ``base``, ``base``-2, ... (made if missing; fewer
+    when one cannot be). The process limit counts a user's processes together: were two steps to share
+    one, a fork bomb in one would stop the other's services from starting."""
+    users = [base]
+    for slot in range(2, count + 1):
+        if ensure_user(f"{base}-{slot}") is not None:
+            break
+        users.append(f"{base}-{slot}")
+    return users
+
+
 def wrap(argv, cwd, user=None, writable=(), keep_privileges=False):
     """``argv`` started through the launcher as ``user`` (by default the one grading confines the app
     to, and when there is none, ``argv`` unchanged). ``writable`` folders stay writable, and
@@ -132,7 +144,7 @@ def _check(result, what):
 
 
 def _mount(source, target, kind, flags, data=None):
-    _check(_libc.mount(source and source.encode(), str(target).encode(), kind and kind.encode(), flags,
+    _check(_libc.mount(source and str(source).encode(), str(target).encode(), kind and kind.encode(), flags,
                        data and data.encode()), f"mount {target}")
 
 
@@ -178,7 +190,10 @@ def _set_up_mounts(reveal, writable, user):
             _mount(f"/proc/self/fd/{handles[kept]}", kept, None, MS_BIND | MS_REC)
     for handle in handles.values():
         os.close(handle)
-    for folder in sorted(set(reveal) - set(writable)):  # read-only, whatever the files' own modes
+    writable = [Path(os.path.realpath(folder)) for folder in writable]
+    read_only = {Path(os.path.realpath(folder)) for folder in reveal}
+    read_only = {folder for folder in read_only if not any(w == folder or w in folder.parents for w in writable)}
+    for folder in sorted(read_only):  # read-only, whatever the files' own modes
         _mount(folder, folder, None, MS_BIND | MS_REC)
         _mount(None, folder, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID)
 

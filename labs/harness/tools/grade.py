@@ -28,6 +28,7 @@ written, and grade.md says why.
 """
 import argparse
 import os
+import queue
 import shutil
 import sys
 import tempfile
@@ -169,9 +170,10 @@ def copy_handson(source, scratch):
     return scratch
 
 
-def grade(pytest_args=(), timeout=300.0, redis=None, workspace=None, echo=print, jobs=None, user=None):
-    """Every lab test of every step, graded: a list of TestGrade. With ``user`` (services/confine.py),
-    the app runs as that user, in a mount namespace of its own, within limits."""
+def grade(pytest_args=(), timeout=300.0, redis=None, workspace=None, echo=print, jobs=None, users=None):
+    """Every lab test of every step, graded: a list of TestGrade. With ``users`` (services/confine.py),
+    the app runs as one of them, in a mount namespace of its own, within limits: as many steps at a
+    time as there are users."""
     redis = redis or wanted_kind()
     check_redis(redis)
     args = [*pytest_args, f"--redis={redis}"]
@@ -179,7 +181,7 @@ def grade(pytest_args=(), timeout=300.0, redis=None, workspace=None, echo=print,
     try:
         if workspace:
             args.append(f"--workspace={copy_handson(workspace, scratch)}")
-            if user:
+            if users:
                 scratch.chmod(0o755)  # the copy is the app's to read, not to write (its files are the grader's)
         # The services' logs of a failed step would stay in a temporary folder that nobody is told
         # about (grading keeps pytest's output to itself): the reports carry the messages instead.
@@ -187,17 +189,27 @@ def grade(pytest_args=(), timeout=300.0, redis=None, workspace=None, echo=print,
         # the grader's secrets stay with the grader.
         env = dict(minimal_env(os.environ), HANDSON_GRADING="1",
                    HANDSON_DISCARD_LOGS=os.environ.get("HANDSON_DISCARD_LOGS", "1"))
-        if user:
-            env[confine.USER_VARIABLE] = user
         grades = []
+        # Steps side by side (each pytest starts a stack of its own): the tasks mostly sleep, so two at a
+        # time on two cores halve the wall time; the report still comes in step order. Confined, each
+        # step graded at the same time as another runs as a user of its own (confine.slot_users).
+        slots = users or [None] * (jobs or default_jobs())
+        free = queue.SimpleQueue()
+        for slot_user in slots:
+            free.put(slot_user)
 
         def run_step(step):
-            return run_labs([step.module], pytest_args=args, env=env, timeout=timeout) if step.path.exists() else None
+            if not step.path.exists():
+                return None
+            slot_user = free.get()
+            try:
+                step_env = dict(env, **{confine.USER_VARIABLE: slot_user}) if slot_user else env
+                return run_labs([step.module], pytest_args=args, env=step_env, timeout=timeout)
+            finally:
+                free.put(slot_user)
 
-        # Steps side by side (each pytest starts a stack of its own): the tasks mostly sleep, so two at a
-        # time on two cores halve the wall time; the report still comes in step order.
         steps = load_steps()
-        with ThreadPoolExecutor(max_workers=jobs or min(2, os.cpu_count() or 1)) as pool:
+        with ThreadPoolExecutor(max_workers=len(slots)) as pool:
             runs = pool.map(run_step, steps)
             for step, run in zip(steps, runs):
                 grades += _report_step(step, run, timeout, echo)
@@ -205,6 +217,10 @@ def grade(pytest_args=(), timeout=300.0, redis=None, workspace=None, echo=print,
     finally:
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def default_jobs():
+    return min(2, os.cpu_count() or 1)
 
 
 def _report_step(step, run, timeout, echo):
@@ -219,13 +235,16 @@ def _report_step(step, run, timeout, echo):
     return step_grades
 
 
-def _confinement_note(user, why_not):
+def _confinement_note(users, why_not):
     """What grade.md says about the rights the graded code had."""
-    if user:
-        return "\n" + say(f"The graded code ran as the user `{user}`, in a mount namespace of its own: it could "
+    if users:
+        user = users[0]
+        alongside = say(f" (`{users[1]}` for a step graded alongside)", f" (並行して採点するステップは `{users[1]}`)") \
+            if len(users) > 1 else ""
+        return "\n" + say(f"The graded code ran as the user `{user}`{alongside}, in a mount namespace of its own: it could "
                           "read the submission and the lab but write neither, nor the reports; its /tmp was "
                           "private and small, its processes, memory and file sizes were limited.",
-                          f"採点中のコードはユーザー `{user}` として専用のマウント名前空間で動きました。提出物とラボは"
+                          f"採点中のコードはユーザー `{user}`{alongside} として専用のマウント名前空間で動きました。提出物とラボは"
                           "読めても書けず、報告も書けません。/tmp は専用で小さく、プロセス数・メモリ・ファイル"
                           "サイズに上限がありました。") + "\n"
     return "\n" + say(f"The graded code ran with the grader's own rights, as {why_not}: it could have written "
@@ -292,8 +311,9 @@ def main(argv):
     guarded = sweep.become_subreaper()
     # As root, the app runs as a user of its own (services/confine.py); the report says when it did not.
     user, why_not = confine.prepare()
+    users = confine.slot_users(user, default_jobs()) if user else None
     try:
-        grades = grade(pytest_args, args.timeout, args.redis, args.workspace, user=user)
+        grades = grade(pytest_args, args.timeout, args.redis, args.workspace, users=users)
     except CannotGrade as problem:
         sweep.kill_descendants()
         reports.write_markdown(args.out / "grade.md", reports.cannot_grade(str(problem)))
@@ -306,7 +326,7 @@ def main(argv):
         result["changed-outside-handson"] = changes.files
     classroom50.write(args.out / "result.json", result)
     reports.write_junit(args.out / "junit.xml", grades)
-    reports.write_markdown(args.out / "grade.md", reports.markdown(grades, changes) + _confinement_note(user, why_not)
+    reports.write_markdown(args.out / "grade.md", reports.markdown(grades, changes) + _confinement_note(users, why_not)
                            + _sweep_note(guarded, stopped))
     _give_back(args.out)
     score, top = result["score"], result["max-score"]
