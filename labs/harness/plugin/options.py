@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from ..i18n import say
-from ..paths import ROOT
+from ..paths import LABS, ROOT
 from ..services import confine, sweep
 from ..services.redis import RedisUnavailable, choose_redis, wanted_kind
 from ..steps import last_step
@@ -37,6 +37,7 @@ class LabRun:
 
 
 LAB = pytest.StashKey[LabRun]()
+SUBREAPER = pytest.StashKey[bool]()  # this run became the subreaper of what its services start
 
 
 def pytest_addoption(parser):
@@ -104,7 +105,8 @@ def pytest_configure(config):
     if workspace and not (Path(workspace) / "handson").is_dir():
         raise pytest.UsageError(f"--workspace={workspace}: no handson/ folder there.")
     sleep = _sleep_seconds()  # before anything is created: a bad value leaves nothing behind
-    sweep.become_subreaper()  # every orphan of this run's services comes back here (see pytest_unconfigure)
+    if _runs_lab_modules(config):  # every orphan of this run's services comes back here (see pytest_unconfigure)
+        config.stash[SUBREAPER] = sweep.become_subreaper()
     _prune_old_run_dirs()
     # The pid in the name tells whose services these are (redis-server rewrites its
     # own command line, but keeps this folder as its working directory).
@@ -120,10 +122,21 @@ def pytest_configure(config):
                                run_dir, redis, redis_note, sleep)
 
 
+def _runs_lab_modules(config):
+    """Whether this pytest runs the lab's modules (not the project's own tests, whose child runs
+    are killed on purpose: the orphans they leave are init's to reap, as a learner's would be)."""
+    for arg in config.args:
+        path = (Path(config.invocation_params.dir) / arg.split("::", 1)[0]).resolve()
+        if path == LABS or LABS in path.parents:
+            return True
+    return False
+
+
 def pytest_unconfigure(config):
     # What the learner's code started and left running (a daemon, a fork bomb) ends with this run:
     # it would otherwise go on into the next step's, or the next test's, and change its verdict.
-    sweep.kill_descendants()
+    if config.stash.get(SUBREAPER, False):
+        sweep.kill_descendants()
     lab = config.stash.get(LAB, None)
     # Logs are kept for a failed run, for the learner to read, unless the caller expects
     # failures and reads the outcome elsewhere (HANDSON_DISCARD_LOGS=1, the project's own tests).
