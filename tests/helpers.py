@@ -1,7 +1,9 @@
 """Helpers for the project's own tests: one way to start a child pytest, one way to find
 what a run left behind, and the finished app on the stack `make run` uses."""
 import contextlib
+import fcntl
 import os
+import pickle
 import shutil
 import signal
 import subprocess
@@ -10,6 +12,7 @@ import tempfile
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import psutil
 
@@ -23,6 +26,25 @@ from labs.harness.services.stack import Stack, StackSpec
 from labs.harness.steps import last_step, modules
 
 STEP_MODULES = modules()
+
+
+def once_per_session(name, compute):
+    """compute() once in the whole test session, in whichever pytest-xdist worker asks first; the
+    others wait for it and get its (pickled) result. For module fixtures that grade or run the lab:
+    xdist starts a module fixture in every worker that runs one of the module's tests, and xdist_group
+    does not help (it no longer groups under pytest 9.2, pytest-dev/pytest-xdist#1386)."""
+    folder = os.environ.get("HANDSON_TESTS_TMPDIR")
+    if not folder:
+        return compute()
+    path = Path(folder) / "once" / name
+    path.parent.mkdir(exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, even if compute() raises
+        if path.exists():
+            return pickle.loads(path.read_bytes())
+        value = compute()
+        path.write_bytes(pickle.dumps(value))
+        return value
 
 
 def marked_env(**extra):

@@ -25,7 +25,7 @@ from labs.harness.reference import git, materialize
 from labs.harness.steps import largest_remainder, last_step, load_steps
 
 from .classroom50_contract import finalize, validate_result
-from .helpers import child_pytest, marked_env, processes_marked
+from .helpers import child_pytest, marked_env, once_per_session, processes_marked
 
 AUTOGRADER = ROOT / "classroom50" / "autograder.py"
 RUNNER_ENV = {
@@ -94,16 +94,21 @@ def lab_tests():
     return tests
 
 
+# Graded once per session (helpers.once_per_session), however many xdist workers use them.
 @pytest.fixture(scope="module")
 def starter(tmp_path_factory):
-    scratch = tmp_path_factory.mktemp("starter")
-    return autograde(materialize(1, scratch / "checkout"), scratch)
+    def grade():
+        scratch = tmp_path_factory.mktemp("starter")
+        return autograde(materialize(1, scratch / "checkout"), scratch)
+    return once_per_session("autograded-starter", grade)
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    scratch = tmp_path_factory.mktemp("reference")
-    return autograde(materialize(last_step(), scratch / "checkout"), scratch)
+    def grade():
+        scratch = tmp_path_factory.mktemp("reference")
+        return autograde(materialize(last_step(), scratch / "checkout"), scratch)
+    return once_per_session("autograded-reference", grade)
 
 
 @pytest.fixture(scope="module")

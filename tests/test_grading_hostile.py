@@ -8,7 +8,8 @@ in handson/__init__.py, which every web server and worker of every step imports)
 - it reads its own environment and every /proc/PID/environ it can, and sends all of it out over TCP
   (to a drop box this test listens on: what a learner could send anywhere);
 and a second one starts a fork bomb in every worker. Each is graded by `make grade WORKSPACE=` and by
-Classroom 50's autograder, from a copy of the lab (an attack that worked would change that copy, not
+Classroom 50's autograder (the first as Classroom 50 runs it, where these tests can set that up: as a
+user who is not root but may use sudo without a password), from a copy of the lab (an attack that worked would change that copy, not
 this checkout), with a canary SECRET, GITHUB_TOKEN and AWS key in the grader's environment.
 
 What stops them: services/sweep.py (every orphan comes back to the grader, which kills it before any
@@ -17,6 +18,7 @@ confine.py (the app runs as a user of its own that can write none of the lab, th
 reports, in a mount namespace with a private /tmp, within process, memory and file limits). Without
 root the last guard is missing, and the tests that need it say so as they skip; CI runs as root.
 """
+import contextlib
 import hashlib
 import json
 import os
@@ -38,7 +40,7 @@ from labs.harness.reference import materialize
 from labs.harness.services import confine
 from labs.harness.steps import load_steps
 
-from .helpers import marked_env, processes_marked
+from .helpers import marked_env, once_per_session, processes_marked
 from .test_grading import autograde
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the guards need Linux")
@@ -221,6 +223,7 @@ class HostileGrade:
     left_behind: list
     sent: list  # what the graded code sent to the drop box
     most_processes: int
+    sudoer: str = None  # the user the grader ran as, when not the tests' own
 
     def result(self):
         return json.loads(self.result_path.read_text())
@@ -279,7 +282,7 @@ def grade_hostile(folder, code, grader, user=confine.DEFAULT_USER, sudoer=None):
         drop.shutdown()
         drop.server_close()
     return HostileGrade(finished, out / "result.json", lab, lab_before, left,
-                        drop.reports(), counter.most)
+                        drop.reports(), counter.most, sudoer)
 
 
 GRADERS = ["make grade", "autograder"]
@@ -288,9 +291,36 @@ SUDOER = "celery-handson-sudoer"
 SUDOERS_FOLDER = Path("/etc/sudoers.d")  # a file per test (sudo skips names with a dot)
 
 
+WITH_SUDO = AS_ROOT and bool(shutil.which("sudo"))
+
+
+@contextlib.contextmanager
+def a_sudoer(name):
+    """``name``, a user who may use sudo without a password while this lasts (one sudoers file per
+    test: xdist runs them side by side; sudo skips file names with a dot)."""
+    assert confine.ensure_user(SUDOER) is None
+    sudoers = SUDOERS_FOLDER / f"celery-handson-tests-{name}-{os.getpid()}"
+    sudoers.write_text(f"{SUDOER} ALL=(ALL) NOPASSWD: ALL\n")
+    sudoers.chmod(0o440)
+    try:
+        yield SUDOER
+    finally:
+        sudoers.unlink()
+
+
 @pytest.fixture(scope="module", params=GRADERS)
 def hostile(request, tmp_path_factory):
-    return grade_hostile(tmp_path_factory.mktemp("hostile"), HOSTILE, request.param)
+    """The hostile submission graded by `make grade` (as the user running the tests: root in CI) and
+    by the autograder as Classroom 50 runs it: as a user who is not root but may use sudo, on a
+    GitHub-hosted runner (where there is no sudo, or no root to set it up: as the user running the tests)."""
+    def grade():
+        folder = tmp_path_factory.mktemp("hostile")
+        if request.param == "autograder" and WITH_SUDO:
+            folder.chmod(0o755)
+            with a_sudoer("autograder") as sudoer:
+                return grade_hostile(folder, HOSTILE, request.param, sudoer=sudoer)
+        return grade_hostile(folder, HOSTILE, request.param)
+    return once_per_session(f"hostile-{request.param.replace(' ', '-')}", grade)
 
 
 def _not_forged(graded):
@@ -348,31 +378,6 @@ def test_a_fork_bomb_stops_at_the_process_limit_and_ends_with_its_step(grader, t
 
 
 @needs_root
-@pytest.mark.skipif(not shutil.which("sudo"), reason="sudo is not installed here (.ci/run installs it)")
-@pytest.mark.parametrize("grader", GRADERS)
-def test_a_grader_with_sudo_but_not_root_confines_the_app_all_the_same(grader, tmp_path):
-    """A GitHub-hosted runner's case (Classroom 50's): the job's user is not root, but may use sudo
-    without a password. Asked to (HANDSON_GRADE_SUDO=1, which the autograder sets on such a runner),
-    `make grade` starts again as root, runs the app as the user of its own, and hands the reports back."""
-    assert confine.ensure_user(SUDOER) is None
-    sudoers = SUDOERS_FOLDER / f"celery-handson-tests-{grader.replace(' ', '-')}"
-    sudoers.write_text(f"{SUDOER} ALL=(ALL) NOPASSWD: ALL\n")
-    sudoers.chmod(0o440)
-    try:
-        tmp_path.chmod(0o755)
-        graded = grade_hostile(tmp_path, HOSTILE, grader, sudoer=SUDOER)
-    finally:
-        sudoers.unlink()
-
-    assert graded.finished.returncode in (0, 1), graded.output()
-    assert "ran as the user `celery-handson`" in _grade_md(graded), _grade_md(graded)
-    assert _not_forged(graded) and graded.result()["score"] == HONEST
-    assert digest(graded.lab) == graded.lab_before, "the graded code changed the lab"
-    assert graded.result_path.stat().st_uid == confine.pwd.getpwnam(SUDOER).pw_uid  # the caller's report
-    assert not graded.left_behind, graded.left_behind
-
-
-@needs_root
 def test_a_memory_hog_fails_its_step_saying_which_limit_it_hit(tmp_path):
     graded = grade_hostile(tmp_path, MEMORY_HOG, "make grade")
 
@@ -382,3 +387,16 @@ def test_a_memory_hog_fails_its_step_saying_which_limit_it_hit(tmp_path):
     limits = f"While it is graded, the app may have {confine.LIMITS.processes} processes, {confine.LIMITS.memory >> 30} GB"
     assert "MemoryError" in report and limits in report, report
     assert not graded.left_behind, graded.left_behind
+
+
+@pytest.mark.skipif(not WITH_SUDO, reason="needs root, to make a user with a password-less sudo, and sudo "
+                                          "(.ci/run installs it)")
+def test_through_sudo_the_app_is_confined_and_the_reports_are_the_callers(hostile):
+    """A GitHub-hosted runner's case (Classroom 50's): the job's user is not root but may use sudo
+    without a password. The autograder asks the grade to use it (HANDSON_GRADE_SUDO=1): the grade starts
+    again as root, runs the app as the user of its own, and hands the reports back to the job's user."""
+    if hostile.sudoer is None:
+        assert "ran as the user `celery-handson`" in _grade_md(hostile)  # make grade, as root
+        return
+    assert "ran as the user `celery-handson`" in _grade_md(hostile), _grade_md(hostile)
+    assert hostile.result_path.stat().st_uid == confine.pwd.getpwnam(hostile.sudoer).pw_uid
