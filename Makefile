@@ -38,6 +38,7 @@ help:
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) || { echo "Could not create $(VENV): install Python 3.11+ with venv (Debian: apt install python3-venv)"; exit 1; }
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PY) -m labs.harness.tools.get_redis
 	@touch $(STAMP)
 
 $(FLOWER_STAMP): $(STAMP)

