@@ -17,7 +17,7 @@ LAB_OPTS := $(if $(filter 1 yes true,$(SOLUTION)),--solution,)
 # FLOWER=1 make run: Flower too.
 WANT_FLOWER := $(filter 1 yes true,$(FLOWER))
 
-.PHONY: help install test test-unprivileged lint run flower step1 step2 step3 step4 step5 step6 step7 step8 lab bench clean status hint watch reset grade
+.PHONY: help install doctor test test-unprivileged lint run flower step1 step2 step3 step4 step5 step6 step7 step8 lab bench clean status hint watch reset grade
 
 help:
 	@echo "make run        the hands-on app at http://127.0.0.1:$${PORT:-8000}/handson (Ctrl-C stops it)"
@@ -28,6 +28,7 @@ help:
 	@echo "make test       the project's own tests (labs on the reference + lab integrity)"
 	@echo "make bench      how long the lab takes, and its overhead beyond the sleeps (AT_SCALE=1: 10,000 and 100,000 tasks)"
 	@echo "make lint       ruff over the harness, the labs and the tests"
+	@echo "make doctor     what this machine has for the lab (Python, Redis, Docker, ports), and what to run for the rest"
 	@echo "make status     your progress: each step passed / failed / not run, and what is next"
 	@echo "make hint STEP=n   the next hint of step n (ALL=1: every hint)"
 	@echo "make watch STEP=n  check step n again on every save under handson/ (WATCH_POLL=1 on network drives)"
@@ -46,6 +47,10 @@ $(FLOWER_STAMP): $(STAMP)
 	@touch $(FLOWER_STAMP)
 
 install: $(STAMP)
+
+# Before `make install` too: the system's Python until the venv exists.
+doctor:
+	@$(if $(wildcard $(PY)),$(PY),$(PYTHON)) -m labs.harness.tools.doctor
 
 run: $(STAMP) $(if $(WANT_FLOWER),$(FLOWER_STAMP))
 	$(PY) -m labs.harness.tools.run $(LAB_OPTS) $(if $(WANT_FLOWER),--flower)

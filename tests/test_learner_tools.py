@@ -7,6 +7,7 @@ Grading has its own tests: tests/test_grading.py.
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -330,3 +331,31 @@ def test_reset_of_a_later_step_says_what_each_file_goes_back_to(tmp_path):
     rows = [line for line in shown.stdout.splitlines() if line.strip().startswith("handson/")]
     assert rows and all(f"step-{last.number - 1} reference" in row for row in rows), shown.stdout
     assert "starter" not in "\n".join(rows), shown.stdout
+
+
+# -- doctor ----------------------------------------------------------------------------
+@pytest.mark.parametrize("lang", ["en", "ja"])
+def test_doctor_reports_this_machine_and_names_a_taken_port(tmp_path, lang):
+    """`make doctor` on this machine: Python, venv and Redis fine; a port that is taken is named with
+    the variable that moves it; nothing is changed."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        shown = tool("doctor", lab_dir=tmp_path, lang=lang, extra_env={"PORT": str(port)})
+
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert f"Python {sys.version.split()[0]}" in shown.stdout
+    assert ("Redis: " in shown.stdout) and "✘" not in shown.stdout, shown.stdout
+    taken_line = {"en": f"Port {port} (make run) is taken: `PORT=8001 make run`",
+                  "ja": f"ポート {port} (make run) は使用中です: `PORT=8001 make run`"}[lang]
+    assert taken_line in shown.stdout, shown.stdout
+
+
+def test_doctor_sends_native_windows_to_wsl_or_the_dev_container(monkeypatch):
+    from labs.harness.tools import doctor
+
+    monkeypatch.setattr(doctor.platform, "system", lambda: "Windows")
+    monkeypatch.setenv("HANDSON_LANG", "en")
+    status, line = doctor._system()
+    assert status == doctor.MISSING and "WSL 2" in line and ".devcontainer/" in line and "fork" in line

