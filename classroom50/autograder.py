@@ -108,10 +108,13 @@ def fetch(repo, ref):
 
 
 def lab_python(lab):
-    """A Python with the lab's dependencies: the lab's .venv when `make install` finished there,
-    else a virtual environment made here (kept per dependency list, for re-runs on one machine)."""
+    """A Python with the lab's dependencies: the lab's .venv when `make install` finished there and
+    it runs, else a virtual environment made here (kept per dependency list, for re-runs on one
+    machine). A .venv shipped in a Classroom 50 bundle does not run: the bundle is unpacked with
+    tarfile's 'data' filter, which refuses the venv's absolute bin/python link."""
     own = lab / ".venv" / "bin" / "python"
-    if own.exists() and (lab / ".venv" / ".installed").exists():
+    if own.exists() and (lab / ".venv" / ".installed").exists() and subprocess.run(
+            [str(own), "-c", "import celery, django"], capture_output=True, check=False).returncode == 0:
         return own
     import tomllib  # Python 3.11+: imported after main() has checked the version, to say so clearly
 
