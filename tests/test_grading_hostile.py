@@ -38,6 +38,7 @@ from labs.harness.lesson.waiting import wait_for
 from labs.harness.paths import ROOT
 from labs.harness.reference import materialize
 from labs.harness.services import confine
+from labs.harness.services.redis import embedded_redis_binary
 from labs.harness.steps import load_steps
 
 from .helpers import marked_env, once_per_session, processes_marked
@@ -264,7 +265,8 @@ def grade_hostile(folder, code, grader, user=confine.DEFAULT_USER, sudoer=None):
             argv = [sys.executable, "-m", "labs.harness.tools.grade", "--workspace", str(checkout), "--out", str(out)]
             if sudoer:
                 env["HANDSON_GRADE_SUDO"] = "1"
-                argv = confine.wrap(argv, lab, user=sudoer, writable=[folder], keep_privileges=True)
+                argv = confine.wrap(argv, lab, user=sudoer, writable=[folder], keep_privileges=True,
+                                    readable=SERVER_FOLDER)
             finished = subprocess.run(argv, cwd=lab, env=env, capture_output=True, text=True, timeout=900)
             left = processes_marked(mark, folder=folder)
         else:
@@ -272,7 +274,7 @@ def grade_hostile(folder, code, grader, user=confine.DEFAULT_USER, sudoer=None):
             if sudoer:  # what a GitHub-hosted runner says of itself
                 runner = dict(RUNNER_ENVIRONMENT="github-hosted",
                               via=lambda argv: confine.wrap(argv, checkout, user=sudoer, writable=[folder],
-                                                            keep_privileges=True))
+                                                            keep_privileges=True, readable=SERVER_FOLDER))
             graded = autograde(checkout, folder / "scratch", HANDSON_LAB=str(lab), HANDSON_GRADE_USER=user,
                                **runner, **SECRETS)
             finished, left = graded.finished, graded.left_behind
@@ -287,6 +289,8 @@ def grade_hostile(folder, code, grader, user=confine.DEFAULT_USER, sudoer=None):
 
 GRADERS = ["make grade", "autograder"]
 BOMB_USER = "celery-handson-bomb"
+# The grader as a sudoer sees little of this machine (confine.wrap): the Redis it will start, it must.
+SERVER_FOLDER = [Path(embedded_redis_binary()).resolve().parent] if embedded_redis_binary() else []
 SUDOER = "celery-handson-sudoer"
 SUDOERS_FOLDER = Path("/etc/sudoers.d")  # a file per test (sudo skips names with a dot)
 

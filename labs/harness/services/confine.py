@@ -121,16 +121,21 @@ def slot_users(base, count):
     return users
 
 
-def wrap(argv, cwd, user=None, writable=(), keep_privileges=False):
+def wrap(argv, cwd, user=None, writable=(), keep_privileges=False, readable=()):
     """``argv`` started through the launcher as ``user`` (by default the one grading confines the app
-    to, and when there is none, ``argv`` unchanged). ``writable`` folders stay writable, and
-    ``keep_privileges`` leaves sudo usable: both for the project's own tests, never for the app."""
+    to, and when there is none, ``argv`` unchanged). ``readable`` folders are shown too, ``writable``
+    ones stay writable, and ``keep_privileges`` leaves sudo usable: the last two for the project's
+    own tests, never for the app."""
     user = user or (confining_user().pw_name if confining_user() else None)
     if not user:
         return list(argv)
     from ..paths import ROOT  # here: the launcher itself runs as a script, outside the package
 
-    reveal = {cwd, ROOT, sys.prefix, sys.base_prefix, Path(sys.executable).resolve().parent}
+    # What the command needs to read: its own program's folder (a redis-server on PATH), its folder,
+    # the lab (labs.harness.services.runserver), the venv and the Python it comes from.
+    program = shutil.which(argv[0]) or argv[0]
+    reveal = {cwd, ROOT, sys.prefix, sys.base_prefix, Path(sys.executable).resolve().parent,
+              Path(program).resolve().parent, *readable}
     options = ["--user", user, *(["--keep-privileges"] if keep_privileges else [])]
     options += [arg for folder in sorted(str(Path(f).resolve()) for f in reveal) for arg in ("--reveal", folder)]
     options += [arg for folder in writable for arg in ("--writable", str(Path(folder).resolve()))]
