@@ -169,7 +169,8 @@ def test_compose_app_image_installs_what_pyproject_requires():
 
 def test_compose_file_runs_the_original_three_services():
     compose = (ROOT / "compose.yaml").read_text()
-    for needle in ("runserver --nothreading --noreload 0.0.0.0:8000", "127.0.0.1:8000:8000",
+    for needle in ("python /app/handson_runserver.py runserver --nothreading --noreload 0.0.0.0:8000",
+                   "./labs/harness/services/runserver.py:/app/handson_runserver.py:ro", "127.0.0.1:8000:8000",
                    "done < handson/Procfile", "./handson:/app/handson",
                    "HANDSON_BROKER_URL: redis://redis:6379/1", "HANDSON_RESULT_BACKEND: redis://redis:6379/0",
                    "DJANGO_SETTINGS_MODULE: handson.settings"):
