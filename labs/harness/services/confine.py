@@ -57,7 +57,6 @@ def confining_user():
     return pwd.getpwnam(name) if name else None
 
 
-
 def ensure_user(name, create=True):
     """None when the system user ``name`` exists (made here, as root, if ``create``), else why not."""
     try:
@@ -126,7 +125,8 @@ def wrap(argv, cwd, user=None, writable=(), keep_privileges=False, readable=()):
     to, and when there is none, ``argv`` unchanged). ``readable`` folders are shown too, ``writable``
     ones stay writable, and ``keep_privileges`` leaves sudo usable: the last two for the project's
     own tests, never for the app."""
-    user = user or (confining_user().pw_name if confining_user() else None)
+    confined = confining_user()
+    user = user or (confined.pw_name if confined else None)
     if not user:
         return list(argv)
     from ..paths import ROOT  # here: the launcher itself runs as a script, outside the package
@@ -195,9 +195,9 @@ def _set_up_mounts(reveal, writable, user):
             _mount(f"/proc/self/fd/{handles[kept]}", kept, None, MS_BIND | MS_REC)
     for handle in handles.values():
         os.close(handle)
-    writable = [Path(os.path.realpath(folder)) for folder in writable]
-    read_only = {Path(os.path.realpath(folder)) for folder in reveal}
-    read_only = {folder for folder in read_only if not any(w == folder or w in folder.parents for w in writable)}
+    writable = [Path(folder) for folder in writable]  # resolved by wrap()
+    read_only = {Path(folder) for folder in reveal
+                 if not any(w == Path(folder) or w in Path(folder).parents for w in writable)}
     for folder in sorted(read_only):  # read-only, whatever the files' own modes
         _mount(folder, folder, None, MS_BIND | MS_REC)
         _mount(None, folder, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID)

