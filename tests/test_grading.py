@@ -8,6 +8,7 @@ a learner's clone whose labs/test_step2.py always passes. Every result.json is p
 through Classroom 50's own checks (classroom50_contract.py).
 """
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -23,6 +24,7 @@ import yaml
 from labs.harness.paths import ROOT
 from labs.harness.reference import git, materialize
 from labs.harness.steps import largest_remainder, last_step, load_steps
+from labs.harness.tools.grade import step_numbers
 
 from .classroom50_contract import finalize, validate_result
 from .helpers import child_pytest, marked_env, once_per_session, processes_marked
@@ -235,12 +237,13 @@ def test_make_grade_in_the_learners_clone_lists_the_edited_lab(learner_clone):
     mark, env = marked_env(TMPDIR=str(scratch), HANDSON_LAB_DIR=str(scratch / "lab"))
     env.pop("GITHUB_STEP_SUMMARY", None)
     out = scratch / "own-grade"
-    finished = subprocess.run([sys.executable, "-m", "labs.harness.tools.grade", "--out", str(out)], cwd=clone,
-                              env=env, capture_output=True, text=True, timeout=900, check=False)
+    finished = subprocess.run([sys.executable, "-m", "labs.harness.tools.grade", "--steps=1-3", "--out", str(out)],
+                              cwd=clone, env=env, capture_output=True, text=True, timeout=900, check=False)
     assert finished.returncode == 1, finished.stdout[-3000:] + finished.stderr[-3000:]
     assert not processes_marked(mark, folder=scratch)
     result = json.loads((out / "result.json").read_text())
     assert result["score"] == sum(step.points for step in load_steps()[:2])  # the edit works here...
+    assert result["max-score"] == sum(step.points for step in load_steps()[:3])  # (steps 1-3 graded)
     assert result["changed-outside-handson"] == ["labs/test_step2.py"]  # ...and the report says so
     stamped, problem = finalize(out / "result.json", classroom="local", assignment="local")
     assert problem is None, problem  # placeholders outside a runner
@@ -264,24 +267,43 @@ def test_an_autograder_that_cannot_grade_exits_non_zero_and_writes_nothing(tmp_p
 
 # -- make grade ------------------------------------------------------------------------------
 def test_a_timeout_scores_zero_and_says_so(tmp_path):
-    """Two seconds per step: each step is cut off. A test that had not finished scores 0 and says
-    it timed out; one that passed before the cut (on a fast machine, a quick first test) keeps its points."""
+    """Two seconds per step (steps 2 and 3 of the reference, `make grade STEPS=2-3`): each step is cut off. A
+    test that had not finished scores 0 and says it timed out; one that passed before the cut (on a fast machine,
+    a quick first test) keeps its points. Only the steps asked for are graded, and the maximum is theirs."""
     mark, env = marked_env(TMPDIR=str(tmp_path), HANDSON_LAB_DIR=str(tmp_path / "lab"),
                            GITHUB_STEP_SUMMARY=str(tmp_path / "summary.md"))
     finished = subprocess.run([sys.executable, "-m", "labs.harness.tools.grade", "--solution", "--timeout=2",
-                               "--out", str(tmp_path / "out")], cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=300, check=False)
+                               "--steps=2-3", "--out", str(tmp_path / "out")], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=300, check=False)
     assert finished.returncode == 1, finished.stdout + finished.stderr
     assert not processes_marked(mark, folder=tmp_path)
     stamped, problem = finalize(tmp_path / "out" / "result.json", classroom="local", assignment="local")
     assert problem is None, problem  # placeholders outside a runner, in the contract's shape
     result = json.loads((tmp_path / "out" / "result.json").read_text())
     timed_out = [t for t in result["tests"] if t["status"] == "timeout"]
-    assert len(timed_out) >= len(load_steps()), result["tests"]  # at least the last test of each step
+    graded = load_steps()[1:3]
+    assert {t["test-name"].split("::")[0] for t in result["tests"]} == {step.module for step in graded}, result["tests"]
+    assert len(timed_out) >= len(graded), result["tests"]  # at least the last test of each step
     assert all(t["score"] == 0 and "Timed out after 2 s" in t["message"] for t in timed_out)
     assert all(t["score"] == (t["max-score"] if t["passed"] else 0) for t in result["tests"])
-    assert result["score"] < result["max-score"] == 100
+    assert result["score"] < result["max-score"] == sum(step.points for step in graded)
     assert (tmp_path / "summary.md").read_text() == (tmp_path / "out" / "grade.md").read_text()
+
+
+@pytest.mark.parametrize("text, wanted", [("1-3", [1, 2, 3]), ("2,5", [2, 5]), (" 1-2 , 4 ", [1, 2, 4]), ("3", [3])])
+def test_steps_to_grade_are_numbers_and_ranges(text, wanted):
+    assert step_numbers(text) == wanted
+
+
+@pytest.mark.parametrize("text, says", [("two", "not a step or a range"), ("0-2", "the steps are 1 to"),
+                                        (f"1-{last_step() + 1}", "the steps are 1 to"), ("3-1", "the steps are")])
+def test_steps_that_do_not_exist_are_refused_before_anything_runs(text, says, tmp_path):
+    with pytest.raises(ValueError, match=says):
+        step_numbers(text)
+    finished = subprocess.run([sys.executable, "-m", "labs.harness.tools.grade", f"--steps={text}", "--out",
+                               str(tmp_path)], cwd=ROOT, env=dict(os.environ, HANDSON_LANG="en"),
+                              capture_output=True, text=True, timeout=60, check=False)
+    assert finished.returncode == 2 and says in finished.stderr and not list(tmp_path.iterdir()), finished.stderr
 
 
 def test_judge_scores_only_tests_that_passed_in_a_clean_run():

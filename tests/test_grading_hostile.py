@@ -7,7 +7,8 @@ in handson/__init__.py, which every web server and worker of every step imports)
 - it appends to the lab's labs/test_step8.py, to the reports folder and to the lab folder;
 - it reads its own environment and every /proc/PID/environ it can, and sends all of it out over TCP
   (to a drop box this test listens on: what a learner could send anywhere);
-and a second one starts a fork bomb in every worker. Each is graded by `make grade WORKSPACE=` and by
+and a second one starts a fork bomb in every worker. Each is graded (steps 1-2, or 1-3 for the bomb:
+the honest part is step 1's, and the rest of the lab adds only minutes) by `make grade WORKSPACE=` and by
 Classroom 50's autograder (the first as Classroom 50 runs it, where these tests can set that up: as a
 user who is not root but may use sudo without a password), from a copy of the lab (an attack that worked would change that copy, not
 this checkout), with a canary SECRET, GITHUB_TOKEN and AWS key in the grader's environment.
@@ -233,12 +234,12 @@ class HostileGrade:
         return self.finished.stdout[-2000:] + self.finished.stderr[-2000:]
 
 
-def grade_hostile(folder, code, grader, user=confine.DEFAULT_USER, sudoer=None):
+def grade_hostile(folder, code, grader, user=confine.DEFAULT_USER, sudoer=None, steps=None):
     """Grade the starter plus ``code`` in handson/__init__.py, through ``grader`` ("make grade" or
     "autograder"), from a copy of the lab, with the canary secrets in the grader's environment;
     as root, with the app running as ``user``. With ``sudoer``, the grader runs as that user, who may
     use sudo: `make grade` is asked to (HANDSON_GRADE_SUDO=1), the autograder is told it is on a
-    GitHub-hosted runner."""
+    GitHub-hosted runner. ``steps`` ("1-3"): only those are graded."""
     if AS_ROOT:
         assert confine.ensure_user(user) is None
     drop = DropBox()
@@ -262,7 +263,8 @@ def grade_hostile(folder, code, grader, user=confine.DEFAULT_USER, sudoer=None):
         if grader == "make grade":
             mark, env = marked_env(TMPDIR=str(folder), HANDSON_LAB_DIR=str(folder / "state"),
                                    HANDSON_GRADE_USER=user, **SECRETS)
-            argv = [sys.executable, "-m", "labs.harness.tools.grade", "--workspace", str(checkout), "--out", str(out)]
+            argv = [sys.executable, "-m", "labs.harness.tools.grade", "--workspace", str(checkout), "--out", str(out),
+                    *([f"--steps={steps}"] if steps else [])]
             if sudoer:
                 env["HANDSON_GRADE_SUDO"] = "1"
                 argv = confine.wrap(argv, lab, user=sudoer, writable=[folder], keep_privileges=True,
@@ -276,7 +278,7 @@ def grade_hostile(folder, code, grader, user=confine.DEFAULT_USER, sudoer=None):
                               via=lambda argv: confine.wrap(argv, checkout, user=sudoer, writable=[folder],
                                                             keep_privileges=True, readable=SERVER_FOLDER))
             graded = autograde(checkout, folder / "scratch", HANDSON_LAB=str(lab), HANDSON_GRADE_USER=user,
-                               **runner, **SECRETS)
+                               **({"HANDSON_GRADE_STEPS": steps} if steps else {}), **runner, **SECRETS)
             finished, left = graded.finished, graded.left_behind
     finally:
         counter.done.set()
@@ -288,6 +290,7 @@ def grade_hostile(folder, code, grader, user=confine.DEFAULT_USER, sudoer=None):
 
 
 GRADERS = ["make grade", "autograder"]
+HOSTILE_STEPS = "1-2"  # the honest part passes step 1; the hostile one runs in every step's web server and worker
 BOMB_USER = "celery-handson-bomb"
 # The grader as a sudoer sees little of this machine (confine.wrap): the Redis it will start, it must.
 SERVER_FOLDER = [Path(embedded_redis_binary()).resolve().parent] if embedded_redis_binary() else []
@@ -322,8 +325,8 @@ def hostile(request, tmp_path_factory):
         if request.param == "autograder" and WITH_SUDO:
             folder.chmod(0o755)
             with a_sudoer("autograder") as sudoer:
-                return grade_hostile(folder, HOSTILE, request.param, sudoer=sudoer)
-        return grade_hostile(folder, HOSTILE, request.param)
+                return grade_hostile(folder, HOSTILE, request.param, sudoer=sudoer, steps=HOSTILE_STEPS)
+        return grade_hostile(folder, HOSTILE, request.param, steps=HOSTILE_STEPS)
     return once_per_session(f"hostile-{request.param.replace(' ', '-')}", grade)
 
 
@@ -373,7 +376,8 @@ def test_a_fork_bomb_stops_at_the_process_limit_and_ends_with_its_step(grader, t
     """A user of its own for the bomb: the limit counts every process of the user, and other tests grade
     at the same time (so should a teacher who grades several submissions at once: HANDSON_GRADE_USER)."""
     assert confine.ensure_user(BOMB_USER) is None
-    graded = grade_hostile(tmp_path, FORK_BOMB, grader, user=BOMB_USER)
+    # Three steps are enough (both graders grade two at a time): a bomb in every one of them.
+    graded = grade_hostile(tmp_path, FORK_BOMB, grader, user=BOMB_USER, steps="1-3")
 
     assert graded.finished.returncode in (0, 1), graded.output()
     assert graded.result()["score"] == HONEST
@@ -383,7 +387,7 @@ def test_a_fork_bomb_stops_at_the_process_limit_and_ends_with_its_step(grader, t
 
 @needs_root
 def test_a_memory_hog_fails_its_step_saying_which_limit_it_hit(tmp_path):
-    graded = grade_hostile(tmp_path, MEMORY_HOG, "make grade")
+    graded = grade_hostile(tmp_path, MEMORY_HOG, "make grade", steps="1-2")
 
     assert graded.finished.returncode == 1, graded.output()
     assert graded.result()["score"] == 0  # step 1's server could not start

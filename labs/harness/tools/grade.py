@@ -1,7 +1,7 @@
 """`make grade`: every lab test scored, as result.json, junit.xml and grade.md.
 
     python -m labs.harness.tools.grade [--workspace DIR] [--out DIR] [--timeout S] [--redis KIND]
-                                       [pytest options, e.g. --solution]
+                                       [--steps LIST] [pytest options, e.g. --solution]
 
 Each step's module runs in a pytest process of its own, with a time limit. Every
 test of a step carries points (labs/steps.toml: the step's points split over its
@@ -14,6 +14,9 @@ current folder):
     junit.xml     one test case per lab test, its step as the class (GitLab, Jenkins, ...)
     grade.md      a table per test with the failure messages; also appended to
                   $GITHUB_STEP_SUMMARY when that is set
+
+--steps LIST (`make grade STEPS=1-4`) grades only those steps, e.g. the ones a class has
+covered so far: the scores and the maximum are theirs alone.
 
 --workspace DIR grades DIR/handson/ with this checkout's labs, harness and settings:
 handson/ is copied into a scratch folder first, so nothing else in DIR is read or run.
@@ -170,8 +173,28 @@ def copy_handson(source, scratch):
     return scratch
 
 
-def grade(pytest_args=(), timeout=300.0, redis=None, workspace=None, echo=print, jobs=None, users=None):
-    """Every lab test of every step, graded: a list of TestGrade. With ``users`` (services/confine.py),
+def step_numbers(text):
+    """The step numbers in ``text``: "1-4", "2,5", "1-3,6"; ValueError, saying why, for anything else."""
+    known = [step.number for step in load_steps()]
+    chosen = set()
+    for part in text.split(","):
+        first, dash, last = part.strip().partition("-")
+        try:
+            low, high = int(first), int(last if dash else first)
+        except ValueError:
+            raise ValueError(say(f"{part.strip()!r} is not a step or a range of steps (write e.g. 1-4 or 2,5)",
+                                 f"{part.strip()!r} はステップでも範囲でもありません (例: 1-4、2,5)")) from None
+        wanted = set(range(low, high + 1))
+        if not wanted or not wanted <= set(known):
+            raise ValueError(say(f"{part.strip()!r}: the steps are {known[0]} to {known[-1]}",
+                                 f"{part.strip()!r}: ステップは {known[0]} から {known[-1]} までです"))
+        chosen |= wanted
+    return sorted(chosen)
+
+
+def grade(pytest_args=(), timeout=300.0, redis=None, workspace=None, echo=print, jobs=None, users=None, steps=None):
+    """Every lab test of every step (or of the step numbers ``steps``), graded: a list of TestGrade.
+    With ``users`` (services/confine.py),
     the app runs as one of them, in a mount namespace of its own, within limits: as many steps at a
     time as there are users."""
     redis = redis or wanted_kind()
@@ -208,7 +231,7 @@ def grade(pytest_args=(), timeout=300.0, redis=None, workspace=None, echo=print,
             finally:
                 free.put(slot_user)
 
-        steps = load_steps()
+        steps = [step for step in load_steps() if steps is None or step.number in steps]
         with ThreadPoolExecutor(max_workers=len(slots)) as pool:
             runs = pool.map(run_step, steps)
             for step, run in zip(steps, runs):
@@ -294,7 +317,13 @@ def main(argv):
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per step (default 300)")
     parser.add_argument("--redis", default=wanted_kind(), metavar="KIND",
                         help="local, docker, auto or a redis:// URL (default: $HANDSON_REDIS, else local, as the labs)")
+    parser.add_argument("--steps", default=None, metavar="LIST",
+                        help="grade only these steps, e.g. 1-4 or 2,5 (default: every step)")
     args, pytest_args = parser.parse_known_args(argv)
+    try:
+        steps = step_numbers(args.steps) if args.steps else None
+    except ValueError as wrong:
+        parser.error(str(wrong))
     # From here on the grader's environment holds nothing the graded code may not read (app_env.py).
     # With HANDSON_GRADE_SUDO=1 and a sudo that needs no password, that is as root (services/confine.py).
     restart_without_secrets("labs.harness.tools.grade", argv, keep=("GITHUB_STEP_SUMMARY", *classroom50.RUNNER_FIELDS),
@@ -313,7 +342,7 @@ def main(argv):
     user, why_not = confine.prepare()
     users = confine.slot_users(user, default_jobs()) if user else None
     try:
-        grades = grade(pytest_args, args.timeout, args.redis, args.workspace, users=users)
+        grades = grade(pytest_args, args.timeout, args.redis, args.workspace, users=users, steps=steps)
     except CannotGrade as problem:
         sweep.kill_descendants()
         reports.write_markdown(args.out / "grade.md", reports.cannot_grade(str(problem)))
