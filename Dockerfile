@@ -16,5 +16,7 @@ RUN pip install "celery[redis]>=5.4,<6" "django>=5.2,<6.2" "redis>=5"
 
 # The app and the worker need no privileges.
 RUN useradd --create-home --uid 1000 handson
+# Step 9's database lives on the compose volume mounted here: a new volume takes this owner.
+RUN mkdir /data && chown handson:handson /data
 USER handson
 WORKDIR /app

@@ -12,14 +12,16 @@ from . import tasklog
 # handson/urls.py yet is shown greyed out, with the step that adds it.
 BUTTONS = [("Step1", "task_step1", 1), ("Step2", "task_step2", 2), ("StopAllTasks", "task_step4", 4),
            ("Step5", "task_step5", 5), ("Step6", "task_step6", 6),
-           ("Step7", "task_step7", 7), ("Step8", "task_step8", 8)]
+           ("Step7", "task_step7", 7), ("Step8", "task_step8", 8), ("Step9", "task_step9", 9)]
+# Buttons that post more than a click: {label: {field: value}}, shown as inputs of their form.
+FIELDS = {"Step9": {"item": "mug", "amount": 3000}}
 
 
 def _buttons():
     shown = []
     for label, url_name, step in BUTTONS:
         try:
-            shown.append({"label": label, "url": reverse(url_name), "step": step})
+            shown.append({"label": label, "url": reverse(url_name), "step": step, "fields": FIELDS.get(label, {})})
         except NoReverseMatch:
             shown.append({"label": label, "url": None, "step": step})
     return shown

@@ -9,11 +9,14 @@ lesson that relies on it; the lessons name these tests back.
 (The lab modules themselves hold the rest on the reference: a queued task revoked is REVOKED at
 once, a running one revoked without terminate ends SUCCESS (step 4); retry spacing (step 5);
 WorkerLostError by default and a new pool process (step 6); SoftTimeLimitExceeded inside the task
-and FAILURE TimeLimitExceeded at the hard limit (step 7); prefetch leaving a long task in Redis (step 8).)
+and FAILURE TimeLimitExceeded at the hard limit (step 7); prefetch leaving a long task in Redis (step 8);
+EncodeError for a model instance sent as an argument (step 9's wrong edits).)
 """
 import json
 import os
 import signal
+import subprocess
+import sys
 
 import psutil
 import pytest
@@ -283,3 +286,59 @@ def test_a_result_is_kept_for_a_day_by_default(workspace, start, client, redis):
     assert wait_state(redis, task_id, ("SUCCESS",), timeout=SLEEP + 10)
 
     assert 86_000 < redis.client().ttl(f"celery-task-meta-{task_id}") <= 86_400
+
+
+ON_COMMIT_PROBE = """
+import json, time
+import django
+django.setup()
+from celery.signals import after_task_publish
+from django.core.management import call_command
+from django.db import transaction
+from handson.models import Order
+from handson.tasks import send_confirmation
+
+call_command("migrate", verbosity=0)
+published = []
+after_task_publish.connect(lambda headers=None, **_: published.append(headers["id"]), weak=False)
+from celery.contrib.django.task import DjangoTask
+
+out = {"django_task": isinstance(send_confirmation._get_current_object(), DjangoTask)}  # shared_task: a proxy
+with transaction.atomic():
+    order = Order.objects.create(item="probe", amount=1)
+    out["returned"] = repr(send_confirmation.delay_on_commit(order.pk))
+    out["published_inside"] = len(published)
+out["published_after_commit"] = len(published)
+try:
+    with transaction.atomic():
+        order = Order.objects.create(item="probe", amount=1)
+        send_confirmation.delay_on_commit(order.pk)
+        raise RuntimeError("roll back")
+except RuntimeError:
+    pass
+out["published_after_rollback"] = len(published)
+with transaction.atomic():  # .delay() inside: the worker looks while the transaction is open
+    order = Order.objects.create(item="probe", amount=1)
+    task = send_confirmation.delay(order.pk)
+    deadline = time.monotonic() + 20
+    while task.state not in ("SUCCESS", "FAILURE") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    out["inside_state"], out["inside_result"] = task.state, repr(task.result)
+print(json.dumps(out))
+"""
+
+
+def test_delay_on_commit_sends_after_the_commit_never_after_a_rollback_and_returns_none(workspace, start):
+    """Step 9: every task of a Django project is a DjangoTask (celery/fixups/django.py sets task_cls unless the
+    app names its own); delay_on_commit returns None and publishes nothing until the commit, nothing at all when
+    the transaction rolls back (Django's on_commit); a .delay() inside the transaction is run by the worker before
+    the commit, which does not find the order: FAILURE DoesNotExist."""
+    stack = start(workspace)
+    probe = subprocess.run([sys.executable, "-c", ON_COMMIT_PROBE], cwd=workspace, env=stack.env,
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    seen = json.loads(probe.stdout.strip().splitlines()[-1])
+    assert seen["django_task"] is True, seen
+    assert seen["returned"] == "None", seen
+    assert (seen["published_inside"], seen["published_after_commit"], seen["published_after_rollback"]) == (0, 1, 1)
+    assert seen["inside_state"] == "FAILURE" and "DoesNotExist" in seen["inside_result"], seen

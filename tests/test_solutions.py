@@ -1,6 +1,7 @@
 """The reference is one chain of patches, and the committed starter is its first link."""
 import ast
 import filecmp
+import re
 
 import pytest
 
@@ -47,3 +48,14 @@ def test_the_steps_list_matches_the_patches_and_modules():
                      if isinstance(node, ast.FunctionDef) and node.name.startswith("test")}
         assert set(step.test_points) <= functions, f"step {step.number}: test_points {sorted(step.test_points)}"
     assert sum(step.points for step in steps) == 100
+
+
+def test_the_readme_lists_every_step_with_its_points_and_every_make_target():
+    """The README's table of steps, the Makefile's `make stepN` and steps.toml agree."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    listed = {int(number): int(points) for number, points in re.findall(r"^\| (\d+) \| .* \| (\d+) \|$", readme, re.M)}
+    assert listed == {step.number: step.points for step in load_steps()}, listed
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    targets = re.search(r"^(step1 .*): \$\(STAMP\)$", makefile, re.M).group(1).split()
+    assert targets == [f"step{step.number}" for step in load_steps()], targets
+    assert f"make step1..{last_step()}" in makefile and f"`make step{last_step()}`" in readme

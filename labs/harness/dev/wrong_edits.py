@@ -103,4 +103,21 @@ EDITS = [
               "test_a_busy_slow_worker_leaves_the_next_long_report_in_the_queue"),
     WrongEdit("an unknown worker option", 8, 8, "handson/Procfile", "-n slow@%h", "--hostnme=slow@%h",
               ("handson/Procfile, line 10",), "test_long_reports_go_to_the_slow_queue_and_only_its_node_takes_them"),
+    WrongEdit("enqueue inside the transaction", 9, 9, "handson/views.py",
+              "send_confirmation.delay_on_commit(order.pk)", "send_confirmation.delay(order.pk)",
+              ("delay_on_commit(order.pk)",)),
+    WrongEdit("pass the order, not its id", 9, 9, "handson/views.py",
+              "send_confirmation.delay_on_commit(order.pk)", "send_confirmation.delay_on_commit(order)",
+              ("send its id",)),
+    WrongEdit("enqueue after the block, even when declined", 9, 9, "handson/views.py",
+              "        except payments.Declined as declined:\n"
+              "            return HttpResponse(f\"Payment declined: {declined}. No order was kept.\", status=402)",
+              "        except payments.Declined as declined:\n"
+              "            send_confirmation.delay(order.pk)\n"
+              "            return HttpResponse(f\"Payment declined: {declined}. No order was kept.\", status=402)",
+              ("sends nothing when the transaction rolls back",),
+              "test_a_declined_payment_rolls_the_order_back_and_sends_no_confirmation"),
+    WrongEdit("no transaction", 9, 9, "handson/views.py",
+              "            with transaction.atomic():\n", "            if True:  # no transaction\n",
+              ("with transaction.atomic():",)),
 ]

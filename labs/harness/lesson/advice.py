@@ -110,6 +110,15 @@ def _server_error(cause):
             "Celery はタスク自身を `self` として渡します。ないと、送った値が `self` に入り、最後の引数が足りなく"
             "なります。",
         )
+    if "EncodeError" in (d.get("headline") or "") or "is not JSON serializable" in (d.get("headline") or ""):
+        text += say(
+            " A task's arguments travel through Redis as JSON (Celery's default serializer), and a model instance "
+            "is not JSON: send its id, e.g. send_confirmation.delay_on_commit(order.pk), and load the object in "
+            "the task (Order.objects.get(pk=order_id)), which then reads what is committed.",
+            " タスクの引数は JSON (Celery の既定のシリアライザー) で Redis を通ります。モデルのインスタンスは JSON に"
+            "なりません。id を送り (例: send_confirmation.delay_on_commit(order.pk))、タスクの中で読み込んでください "
+            "(Order.objects.get(pk=order_id))。するとタスクはコミット済みの内容を読みます。",
+        )
     if seen == "redis_refused":
         text += say(
             f" Django could not reach Redis at {where}: the lab's Redis is elsewhere, on a free port. "

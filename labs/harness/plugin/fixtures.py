@@ -5,6 +5,7 @@
     lab_stack           that stack, started once and shared by the modules that declare the same one
     celery_worker(s)    its `celery worker` node(s); django_server its single-threaded server
     web                 a fresh browser-like client; result_backend, broker_control: Celery's own doors
+    lab_database        the app's SQLite database (step 9), read-only
 
 A test (or a conftest.py) overrides any of them by defining a fixture of the same
 name. Teardown stops web, workers, then Redis, whatever happened; the process
@@ -42,7 +43,9 @@ class StackKeeper:
         self.close()
         self.started += 1
         log_dir = self.lab.run_dir if self.started == 1 else self.lab.run_dir / f"stack{self.started}"
-        self.current = Stack(self.workspace, self.redis, self.lab.sleep, log_dir, spec, own_redis=False).start()
+        # The lab answers the app's payments (handson/payments.py): step 9 holds them while it looks.
+        self.current = Stack(self.workspace, self.redis, self.lab.sleep, log_dir, spec, own_redis=False,
+                             payments="lab").start()
         return self.current
 
     def close(self):
@@ -227,6 +230,14 @@ def web(django_server):
 def result_backend(redis_server):
     """Reads task states straight from the result backend in Redis."""
     return ResultBackend(redis_server)
+
+
+@pytest.fixture
+def lab_database(lab_stack):
+    """The app's SQLite database (step 9's orders), read-only, as another client would read it."""
+    from ..lesson.orders import Database
+
+    return Database(lab_stack.database)
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """The environment the hands-on app runs in: one definition for the labs, `make run` and the tests."""
 import os
 import sys
+from pathlib import Path
 
 # While grading (HANDSON_GRADING=1, set by tools/grade.py), the app gets only what Python, Django,
 # Celery and the lab need: never the grader's secrets or tokens (SECRET, GITHUB_TOKEN, ACTIONS_*,
@@ -35,8 +36,9 @@ def restart_without_secrets(module, argv, keep=(), as_root=None):
         os.execve(sys.executable, [sys.executable, "-m", module, *argv], env)
 
 
-def app_env(workspace, redis, sleep, base=None):
-    """``base`` (os.environ) with the workspace on the path, the run's Redis and sleep, and no
+def app_env(workspace, redis, sleep, base=None, database=None, payments="clock"):
+    """``base`` (os.environ) with the workspace on the path, the run's Redis, sleep and database (a SQLite
+    file), who answers the app's payments ("clock", or "lab": handson/payments.py), and no
     CELERY_* variables: Celery would let those override handson/settings.py, which is what the lab grades.
     While grading, only the variables of ``minimal_env`` are kept."""
     base = os.environ if base is None else base
@@ -50,7 +52,16 @@ def app_env(workspace, redis, sleep, base=None):
         "HANDSON_BROKER_URL": redis.broker_url,
         "HANDSON_RESULT_BACKEND": redis.result_backend_url,
         "HANDSON_SLEEP": f"{float(sleep):g}",
+        "HANDSON_PAYMENTS": payments,
         "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
     })
+    if database is not None:
+        env["HANDSON_DATABASE"] = str(database)
     return env
+
+
+def data_folders(env):
+    """The folders the app writes its data in (the SQLite database's: SQLite puts its -wal and -shm
+    files beside it): the only ones it may write while confined (services/confine.py)."""
+    return [Path(env["HANDSON_DATABASE"]).parent] if env.get("HANDSON_DATABASE") else []

@@ -103,6 +103,11 @@ class BrokerControl:
             connection.ensure_connection(max_retries=3)
         return self
 
+    def send_builtin(self, name, args=()):
+        """Send one of the tasks every Celery app has (``celery.accumulate``, which returns its arguments)
+        to the default queue; its id. The lab knows the worker can run it without knowing the app."""
+        return self.app.send_task(name, args=args).id
+
     def revoke(self, task_ids, terminate=False):
         """Revoke one id or a list of ids, in one broadcast."""
         self.app.control.revoke(task_ids, terminate=terminate)

@@ -57,6 +57,13 @@ def confining_user():
     return pwd.getpwnam(name) if name else None
 
 
+def hand_over(folder):
+    """Make ``folder`` the confined app's own (its data: the step 9 database), when grading confines it."""
+    user = confining_user()
+    if user is not None:
+        os.chown(folder, user.pw_uid, user.pw_gid)
+
+
 def ensure_user(name, create=True):
     """None when the system user ``name`` exists (made here, as root, if ``create``), else why not."""
     try:
@@ -123,8 +130,8 @@ def slot_users(base, count):
 def wrap(argv, cwd, user=None, writable=(), keep_privileges=False, readable=()):
     """``argv`` started through the launcher as ``user`` (by default the one grading confines the app
     to, and when there is none, ``argv`` unchanged). ``readable`` folders are shown too, ``writable``
-    ones stay writable, and ``keep_privileges`` leaves sudo usable: the last two for the project's
-    own tests, never for the app."""
+    ones stay writable (for the app: only its data folder, app_env.data_folders), and ``keep_privileges``
+    leaves sudo usable (for the project's own tests, never for the app)."""
     confined = confining_user()
     user = user or (confined.pw_name if confined else None)
     if not user:

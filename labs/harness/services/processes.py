@@ -38,8 +38,9 @@ def _die_with_parent():
 class ServiceProcess:
     """One long-running child process whose output goes to a log file."""
 
-    def __init__(self, name, argv, *, env, cwd, log_path):
+    def __init__(self, name, argv, *, env, cwd, log_path, writable=()):
         self.name, self.argv, self.env, self.cwd = name, list(argv), env, cwd
+        self.writable = list(writable)  # confined (services/confine.py), the only folders it may write
         self.log_path = Path(log_path)
         self.popen = None
 
@@ -47,7 +48,7 @@ class ServiceProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:
             self.popen = subprocess.Popen(
-                confine.wrap(self.argv, self.cwd), env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL,
+                confine.wrap(self.argv, self.cwd, writable=self.writable), env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True, preexec_fn=_die_with_parent,
             )

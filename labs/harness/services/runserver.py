@@ -9,6 +9,9 @@ per-connection socket timeout (socketserver's ``StreamRequestHandler.timeout``) 
 is dropped after ``IDLE_TIMEOUT`` seconds. A slow *view* still holds the server for as long as it
 runs: the timeout counts only while the server waits for the client, which is step 1's lesson.
 
+Before it serves, it applies the app's migrations (handson/migrations: the tables of step 9's
+orders) to the run's database, HANDSON_DATABASE.
+
 HANDSON_SENT_EVENTS=1 (set by `make run`) also makes the app publish a task-sent event with every
 task it sends (Celery's task_send_sent_event), so that Flower can show when each task was sent.
 """
@@ -51,6 +54,9 @@ def _with_sent_events(run):
 
 
 def main(argv):
+    # The app's tables first (step 9's orders), in this process: a second Python start would cost
+    # as much again. The workers find them made: tasks come only once this server answers.
+    execute_from_command_line(["django-admin", "migrate", "--noinput", "--verbosity", "0"])
     basehttp.WSGIRequestHandler = IdleLimitedRequestHandler  # basehttp.run() looks it up at call time
     if os.environ.get("HANDSON_SENT_EVENTS") == "1":
         from django.core.management.commands import runserver

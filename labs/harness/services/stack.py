@@ -15,6 +15,7 @@ Modules that declare the same stack share one.
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from . import confine
 from .app_env import app_env
 from .web import DjangoServer
 from .worker import CeleryWorker, WorkerSpec
@@ -40,9 +41,11 @@ class Stack:
     """The services of one run of the app. Redis is started here unless the caller
     already did (``own_redis=False``: several stacks in turn on one Redis)."""
 
-    def __init__(self, workspace, redis, sleep, log_dir, spec=StackSpec(), *, web_port=None, own_redis=True):
+    def __init__(self, workspace, redis, sleep, log_dir, spec=StackSpec(), *, web_port=None, own_redis=True,
+                 payments="clock"):
         self.workspace, self.redis, self.sleep = Path(workspace), redis, sleep
         self.log_dir, self.spec, self.web_port, self.own_redis = Path(log_dir), spec, web_port, own_redis
+        self.payments = payments  # who answers handson/payments.py: "clock", or "lab" (the labs)
         self.env, self.workers, self.web = None, [], None
         self._redis_started = False
 
@@ -51,6 +54,11 @@ class Stack:
 
     def __exit__(self, *exc_info):
         self.stop()
+
+    @property
+    def database(self):
+        """The SQLite file of this stack's app."""
+        return Path(self.env["HANDSON_DATABASE"]) if self.env else None
 
     @property
     def worker(self):
@@ -65,7 +73,13 @@ class Stack:
             if self.own_redis:
                 self.redis.start()
                 self._redis_started = True
-            self.env = app_env(self.workspace, self.redis, self.sleep)
+            # A database of its own (SQLite, step 9), for its web server and workers; created as the web
+            # server starts (services/runserver.py applies the migrations).
+            data = self.log_dir / "data"
+            data.mkdir(exist_ok=True)
+            confine.hand_over(data)
+            self.env = app_env(self.workspace, self.redis, self.sleep, database=data / "handson.sqlite3",
+                               payments=self.payments)
             self.workers = [CeleryWorker(self.workspace, self.redis, self.env, self.log_dir,
                                          replace(spec, events=True) if self.spec.events else spec)
                             for spec in self.spec.workers]

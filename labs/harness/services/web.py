@@ -16,6 +16,7 @@ import requests
 
 from ..paths import ROOT
 from ..tracebacks import headline
+from .app_env import data_folders
 from .causes import Cause, ServiceProblem
 from .processes import ServiceProcess, free_port
 
@@ -41,7 +42,7 @@ class DjangoServer:
         argv = [sys.executable, "-m", "labs.harness.services.runserver", "runserver", "--nothreading", "--noreload",
                 f"127.0.0.1:{port}"]
         self.process = ServiceProcess("web", argv, env=self.env, cwd=self.workspace,
-                                      log_path=self.log_dir / "web.log")
+                                      log_path=self.log_dir / "web.log", writable=data_folders(self.env))
 
     def launch(self):
         self.process.start()
@@ -120,12 +121,12 @@ class WebClient:
     def get(self, path):
         return self._send("GET", path)
 
-    def post(self, path):
-        """POST like the page's forms do, with the CSRF token from the page's cookie."""
+    def post(self, path, fields=None):
+        """POST like the page's forms do (with their ``fields``), with the CSRF token from the page's cookie."""
         if "csrftoken" not in self.session.cookies:
             self.get("/handson")
         token = self.session.cookies.get("csrftoken", "")
-        return self._send("POST", path, data={"csrfmiddlewaretoken": token},
+        return self._send("POST", path, data={**(fields or {}), "csrfmiddlewaretoken": token},
                           headers={"Referer": self.server.url + "/handson"})
 
     def _send(self, method, path, **kwargs):

@@ -20,6 +20,7 @@ from pathlib import Path
 import psutil
 
 from ..tracebacks import headline
+from .app_env import data_folders
 from .causes import Cause, ServiceProblem
 from .processes import ServiceProcess
 
@@ -56,7 +57,7 @@ class CeleryWorker:
         self.workspace, self.redis, self.env, self.spec = Path(workspace), redis, env, spec
         self.node = f"{spec.node}-{uuid.uuid4().hex[:6]}@%h"
         self.process = ServiceProcess(f"worker {spec.node}", spec.argv(self.node), env=env, cwd=self.workspace,
-                                      log_path=Path(log_dir) / f"worker-{spec.node}.log")
+                                      log_path=Path(log_dir) / f"worker-{spec.node}.log", writable=data_folders(env))
         self.problem = None
 
     # -- start and stop ----------------------------------------------------------
