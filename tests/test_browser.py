@@ -87,7 +87,7 @@ def _not_reloaded(page):
 def test_step1_button_keeps_the_browser_waiting(page, app_url):
     page.goto(app_url)
     started = time.monotonic()
-    page.get_by_role("button", name="Step1").click()
+    page.get_by_role("button", name="Step1", exact=True).click()
     page.wait_for_load_state()
     assert time.monotonic() - started >= SLEEP * 0.95
     assert page.url == app_url

@@ -342,3 +342,15 @@ def test_delay_on_commit_sends_after_the_commit_never_after_a_rollback_and_retur
     assert seen["returned"] == "None", seen
     assert (seen["published_inside"], seen["published_after_commit"], seen["published_after_rollback"]) == (0, 1, 1)
     assert seen["inside_state"] == "FAILURE" and "DoesNotExist" in seen["inside_result"], seen
+
+
+def test_a_group_followed_by_a_task_is_a_chord_and_a_task_may_not_wait_for_another():
+    """Step 10: `group(...) | task.s()` is upgraded to a chord (celery/canvas.py, group.__or__); a task that calls
+    result.get() is refused with the message the lesson quotes (celery/result.py, assert_will_not_block)."""
+    from celery import Celery, chord, group
+    from celery.result import E_WOULDBLOCK
+
+    app = Celery("facts-canvas", set_as_current=False)
+    part, report = app.signature("handson.tasks.region_sales"), app.signature("handson.tasks.sales_report")
+    assert isinstance(group(part.clone(("north",)), part.clone(("south",))) | report, chord)
+    assert E_WOULDBLOCK.startswith("Never call result.get() within a task!")

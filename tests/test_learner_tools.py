@@ -18,7 +18,7 @@ import pytest
 from labs.harness.lesson.waiting import wait_for
 from labs.harness.paths import ROOT
 from labs.harness.reference import materialize
-from labs.harness.steps import load_steps
+from labs.harness.steps import last_step, load_steps
 
 from .helpers import child_pytest, run_marked
 
@@ -121,8 +121,9 @@ def test_hint_shows_the_next_hint_each_time_in_the_chosen_language(tmp_path, lan
 
 
 def test_hint_refuses_an_unknown_step(tmp_path):
-    refused = tool("hints", 9, lab_dir=tmp_path, lang="ja")
-    assert refused.returncode == 2 and "ステップ '9' はありません" in refused.stderr
+    unknown = last_step() + 1
+    refused = tool("hints", unknown, lab_dir=tmp_path, lang="ja")
+    assert refused.returncode == 2 and f"ステップ '{unknown}' はありません" in refused.stderr
 
 
 def test_make_targets_pass_their_variables():

@@ -17,6 +17,7 @@ class WrongEdit:
     new: str
     fix_named: tuple  # words the failure must contain (any one of them)
     test: str = ""  # the test that must fail naming the fix; "" for the module's first failure
+    also: tuple = ()  # more changes of the same edit, in other files: (file, old, new), ...
 
     def judged_by(self, outcomes):
         """The outcome that must name the fix: ``test``'s, or the first failure's (None if none failed)."""
@@ -25,11 +26,12 @@ class WrongEdit:
         return next((o for o in outcomes if o.status == "failed"), None)
 
     def apply(self, workspace):
-        path = workspace / self.file
-        text = path.read_text()
-        if self.old not in text:
-            raise ValueError(f"{self.name}: {self.old!r} is not in {self.file} of reference {self.base}")
-        path.write_text(text.replace(self.old, self.new))
+        for file, old, new in ((self.file, self.old, self.new), *self.also):
+            path = workspace / file
+            text = path.read_text()
+            if old not in text:
+                raise ValueError(f"{self.name}: {old!r} is not in {file} of reference {self.base}")
+            path.write_text(text.replace(old, new))
 
 
 EDITS = [
@@ -120,4 +122,21 @@ EDITS = [
     WrongEdit("no transaction", 9, 9, "handson/views.py",
               "            with transaction.atomic():\n", "            if True:  # no transaction\n",
               ("with transaction.atomic():",)),
+    WrongEdit(".get() inside a task", 10, 10, "handson/views.py",
+              "chord(region_sales.s(region) for region in regions)(sales_report.s())",
+              "sales_report_waiting.delay(regions)", ("Never call result.get() within a task",),
+              also=(("handson/views.py", "region_sales, sales_report,", "region_sales, sales_report, sales_report_waiting,"),
+                    ("handson/tasks.py", "@shared_task\ndef sales_report(parts):",
+                     "@shared_task\ndef sales_report_waiting(regions):\n"
+                     "    parts = [region_sales.delay(region) for region in regions]\n"
+                     "    return sales_report([part.get() for part in parts])\n\n\n"
+                     "@shared_task\ndef sales_report(parts):"))),
+    WrongEdit("a chord header that ignores its results", 10, 10, "handson/tasks.py",
+              "@shared_task\ndef region_sales", "@shared_task(ignore_result=True)\ndef region_sales",
+              ("ignore_result",)),
+    WrongEdit("the report sent beside the parts, not after them", 10, 10, "handson/views.py",
+              "chord(region_sales.s(region) for region in regions)(sales_report.s())",
+              "group(region_sales.s(region) for region in regions).delay()\n            sales_report.delay([])",
+              ("the chord calls it once every part has ended",),
+              also=(("handson/views.py", "from celery import chord", "from celery import group"),)),
 ]

@@ -50,10 +50,11 @@ def find_button(web, label, view, route_name, path):
     return action
 
 
-def press(web, label, view, route_name, path):
-    """Press a button on /handson like the browser: find its form on the page, POST it, insist on the redirect."""
+def press(web, label, view, route_name, path, fields=None):
+    """Press a button on /handson like the browser: find its form on the page, POST it (with its form's
+    ``fields``), insist on the redirect."""
     action = find_button(web, label, view, route_name, path)
-    answer = web.post(action)
+    answer = web.post(action, fields)
     require(answer.status != 405, say(
         f"POST {action} answered 405: {view} in handson/views.py needs a `def post(self, request, *args, **kwargs)` method.",
         f"POST {action} が 405 でした。handson/views.py の {view} に `def post(self, request, *args, **kwargs)` が必要です。",
@@ -191,11 +192,11 @@ def package_exports(workspace, env):
         return {"all": None, "error": stderr.strip().splitlines()[-1:] or ["no output"], "celery_app": None,
                 "star": []}
     return json.loads(lines[-1])
-def press_for_new_tasks(web, label, view, route_name, path, task_name, count):
-    """Press a button and return the ``count`` tasks named ``task_name`` it sent, as the task list shows
-    them ({"id", "args", "state", ...}), oldest first."""
+def press_for_new_tasks(web, label, view, route_name, path, task_name, count, fields=None):
+    """Press a button (posting ``fields``) and return the ``count`` tasks named ``task_name`` it sent, as the
+    task list shows them ({"id", "args", "state", ...}), oldest first."""
     before = {task["id"] for task in listed_tasks(web)}
-    press(web, label, view, route_name, path)
+    press(web, label, view, route_name, path, fields)
 
     def new_tasks():
         fresh = [task for task in listed_tasks(web) if task["id"] not in before and task["name"] == task_name]

@@ -1,0 +1,296 @@
+"""Step 10 — fan out, fan in: a chord, and no task that waits for another.
+ステップ 10 — ファンアウトとファンイン: chord を使い、他のタスクを待つタスクを作らない
+
+What you see
+    A sales report adds up the sales of several regions. handson/sales.py (given) is a
+    slow service: ``sales.count(region)`` takes HANDSON_SLEEP seconds per region. One
+    task that counts the regions one after another takes as many times as long; the
+    first idea that comes to mind, a task that sends one task per region and waits for
+    each with ``.get()``, is refused by Celery:
+
+        RuntimeError: Never call result.get() within a task!
+
+    A task that waits for other tasks holds its pool process while they wait in the
+    queue, perhaps behind it: with every process waiting, nothing runs any more. Celery
+    raises instead of letting the worker deadlock (``celery.result.assert_will_not_block``).
+
+What you build
+    Fan out, then fan in: one task per region, run side by side by the worker's
+    processes, and a callback that receives all their results once they have all
+    succeeded. That is a chord: a group of tasks (the header) and a callback (the body).
+
+        @shared_task
+        def region_sales(region):
+            return {"region": region, "sales": sales.count(region)}
+
+        @shared_task
+        def sales_report(parts):
+            return {"regions": [part["region"] for part in parts],
+                    "total": sum(part["sales"] for part in parts)}
+
+    and in the view, for the regions of the form (``sales.regions_from_form``):
+
+        chord(region_sales.s(region) for region in regions)(sales_report.s())
+
+    ``region_sales.s(region)`` is a signature: the task and its arguments, not yet sent.
+    The callback gets the parts' results as its first argument, in the order the parts
+    were given (not the order they finished). Nothing waits: the last part to end
+    sends the callback (Redis counts the parts that have returned).
+
+    A chain does the same for steps one after another: ``chain(a.s(1), b.s(), c.s())``,
+    or ``a.s(1) | b.s() | c.s()``, sends b with a's result as its first argument once a
+    has succeeded. A group followed by a task in a chain, ``group(...) | sales_report.s()``,
+    is this very chord.
+
+Files to edit
+    handson/tasks.py   region_sales and sales_report as above (``from . import sales``)
+    handson/views.py   class TaskStep10(View) whose post() reads the regions, sends the
+                       chord and redirects to "base" (HttpResponseBadRequest(str(wrong))
+                       for a ValueError); at the top ``from celery import chord``,
+                       ``from . import sales``, region_sales and sales_report in
+                       ``from .tasks import ...``
+    handson/urls.py    path("handson/task_step10", views.TaskStep10.as_view(), name="task_step10")
+
+Watch for
+    - The callback runs only when every part has succeeded. One part that fails (the
+      region "offline" here) fails the whole report: the callback never runs, and its
+      result is FAILURE with ``ChordError: Dependency <the part's id> raised ...``. A part
+      that may fail for a while should retry (step 5); one whose failure the report can
+      live with should return a value that says so, not raise.
+    - A chord needs a result backend (the parts' results travel through it): Redis here.
+
+見えること
+    売上レポートは複数の地域の売上を合計します。handson/sales.py (用意済み) は遅いサービスで、
+    ``sales.count(region)`` は地域ごとに HANDSON_SLEEP 秒かかります。地域を 1 つずつ数えるタスクは
+    その回数倍の時間がかかります。まず思いつく、地域ごとにタスクを送って ``.get()`` でそれぞれを待つ
+    タスクは、Celery が拒否します (上の RuntimeError)。他のタスクを待つタスクは、それらがキューで
+    (自分の後ろで) 待つ間もプールプロセスを占有します。すべてのプロセスが待つと何も動かなくなります。
+    Celery はワーカーがデッドロックする代わりに例外を送出します
+    (``celery.result.assert_will_not_block``)。
+
+作るもの
+    ファンアウトしてからファンイン: 地域ごとに 1 つのタスクをワーカーのプロセスで並べて実行し、
+    すべて成功したら、その結果をすべて受け取るコールバックを 1 回呼びます。これが chord です。
+    タスクのグループ (ヘッダー) とコールバック (ボディ) からなります (上のコード)。
+
+    ``region_sales.s(region)`` はシグネチャです。タスクと引数で、まだ送られていません。
+    コールバックは各部分の結果を最初の引数として、部分を渡した順に (終わった順ではなく) 受け取ります。
+    何も待ちません。最後に終わった部分がコールバックを送ります (Redis が戻った部分を数えます)。
+
+    chain は順に続く処理で同じことをします: ``chain(a.s(1), b.s(), c.s())`` または
+    ``a.s(1) | b.s() | c.s()`` は a の成功後、a の結果を最初の引数として b を送ります。chain の中で
+    グループの後にタスクが続く ``group(...) | sales_report.s()`` は、この chord そのものです。
+
+編集するファイル
+    handson/tasks.py   上の region_sales と sales_report (``from . import sales``)
+    handson/views.py   TaskStep10(View) の post() で地域を読み、chord を送り "base" へリダイレクト
+                       (ValueError には HttpResponseBadRequest(str(wrong)))。先頭に
+                       ``from celery import chord``、``from . import sales``、``from .tasks import ...``
+                       に region_sales と sales_report
+    handson/urls.py    path("handson/task_step10", views.TaskStep10.as_view(), name="task_step10")
+
+注意
+    - コールバックはすべての部分が成功したときだけ実行されます。1 つの部分が失敗すると (ここでは
+      地域 "offline")、レポート全体が失敗します。コールバックは実行されず、その結果は
+      ``ChordError: Dependency <部分の id> raised ...`` の FAILURE になります。しばらく失敗しうる部分は
+      リトライし (ステップ 5)、失敗してもレポートが成り立つ部分は例外ではなく、それを示す値を返します。
+    - chord には結果バックエンドが必要です (部分の結果はそこを通ります)。ここでは Redis です。
+"""
+import re
+
+import pytest
+
+from labs.harness.i18n import say
+from labs.harness.lesson.checks import find_button, listed_tasks, press, require, task_events
+from labs.harness.lesson.waiting import wait_for
+from labs.harness.services.worker import WorkerSpec
+
+# Four processes: the four regions side by side.
+pytestmark = [pytest.mark.lab, pytest.mark.stack(workers=[WorkerSpec(concurrency=4)])]
+STEP10 = ("Step10", "TaskStep10", "task_step10", "/handson/task_step10")
+REGION_SALES = "handson.tasks.region_sales"
+SALES_REPORT = "handson.tasks.sales_report"
+REGIONS = ["north", "south", "east", "west"]
+SERIAL_SHARE = 0.6  # the report must take less than this share of counting the regions one by one
+CHORD = "chord(region_sales.s(region) for region in regions)(sales_report.s())"
+NEVER_GET = "Never call result.get() within a task"
+ENDED = ("SUCCESS", "FAILURE", "REVOKED")
+
+
+def _send_report(web, worker, mark, regions):
+    """Press Step10 for ``regions``: the region_sales tasks it sent, as the task list shows them, in order."""
+    before = {task["id"] for task in listed_tasks(web)}
+    press(web, *STEP10, fields={"regions": ",".join(regions)})
+
+    def sent():
+        fresh = [task for task in listed_tasks(web) if task["id"] not in before and task["name"] == REGION_SALES]
+        return fresh if len(fresh) >= len(regions) or _refused_waiting(worker, mark) else None
+
+    parts = list(reversed(wait_for(sent, timeout=10) or []))
+    require(not _refused_waiting(worker, mark), _waiting_message())
+    require(len(parts) == len(regions), say(
+        f"After Step10 for {len(regions)} regions the task list shows {len(parts)} region_sales task(s) sent by the "
+        f"view: send one per region, as a chord, from TaskStep10.post: {CHORD}.",
+        f"{len(regions)} 地域の Step10 の後、タスク一覧にビューが送った region_sales が {len(parts)} 個しかありません。"
+        f"TaskStep10.post から地域ごとに 1 つ、chord として送ってください: {CHORD}。",
+    ))
+    sent_for = [task["args"][0] if task.get("args") else None for task in parts]
+    require(sent_for == regions, say(
+        f"Step10 sent region_sales for {sent_for}; expected one per region of the form, in its order: {regions}.",
+        f"Step10 が {sent_for} の region_sales を送りました。フォームの地域ごとに 1 つ、その順で送ってください: {regions}。",
+    ))
+    return parts
+
+
+def _refused_waiting(worker, mark):
+    return NEVER_GET in worker.log(mark)
+
+
+def _report_run(worker, mark, timeout):
+    """(id, events) of the one sales_report the worker received since ``mark``, once it has ended; (None, [])."""
+    def ended():
+        if _refused_waiting(worker, mark):
+            return None, []
+        ids = re.findall(rf"Task {re.escape(SALES_REPORT)}\[([0-9a-f-]+)\] received", worker.log(mark))
+        for task_id in ids:
+            events = task_events(worker.log(mark), SALES_REPORT, task_id)
+            if any(event in ("succeeded", "raised") for _, event, _ in events):
+                return task_id, events
+        return None
+
+    return wait_for(ended, timeout=timeout, interval=0.05) or (None, [])
+
+
+def _waiting_message():
+    return say(
+        f"The worker refused a task that waits for others: \"RuntimeError: {NEVER_GET}!\". A task that waits holds "
+        f"its process while the tasks it waits for queue behind it. Send a chord from the view instead: {CHORD}.",
+        f"ワーカーが他のタスクを待つタスクを拒否しました: \"RuntimeError: {NEVER_GET}!\"。待つタスクは、待っている"
+        f"タスクが後ろに並ぶ間もプロセスを占有します。代わりにビューから chord を送ってください: {CHORD}。",
+    )
+
+
+def test_the_report_combines_every_region_in_one_callback(web, celery_worker, result_backend, sleep_seconds):
+    """One region_sales per region, each SUCCESS on the page; then one sales_report whose result lists the
+    regions in order and adds up exactly the parts' results."""
+    celery_worker.require_running()
+    mark = celery_worker.mark()
+    parts = _send_report(web, celery_worker, mark, REGIONS)
+    report_id, _ = _report_run(celery_worker, mark, timeout=len(REGIONS) * sleep_seconds + 20)
+    require(not _refused_waiting(celery_worker, mark), _waiting_message())
+    require(report_id, say(
+        f"No sales_report ran after the {len(REGIONS)} regions: send it as the chord's callback, {CHORD}, so that "
+        "Celery calls it once every part has succeeded.",
+        f"{len(REGIONS)} 地域の後に sales_report が実行されませんでした。chord のコールバックとして送ってください: "
+        f"{CHORD}。すべての部分が成功すると Celery が 1 回呼びます。",
+    ))
+    states = {task["id"]: result_backend.state(task["id"]) for task in parts}
+    assert set(states.values()) != {None}, say(
+        "The report ran, but no region's result was stored: the result backend knows none of them, so the page "
+        "shows them PENDING for ever. Does region_sales ignore its result (@shared_task(ignore_result=True), or "
+        "CELERY_TASK_IGNORE_RESULT)? On Redis the chord still passes the parts' results to the callback through a "
+        "list of its own, but the parts' own states are lost: keep them.",
+        "レポートは実行されましたが、地域の結果が 1 つも保存されていません。結果バックエンドはどれも知らないので、"
+        "ページでは永遠に PENDING と表示されます。region_sales が結果を無視していませんか "
+        "(@shared_task(ignore_result=True) または CELERY_TASK_IGNORE_RESULT)? Redis では chord は専用のリストで"
+        "部分の結果をコールバックに渡しますが、部分そのものの状態は失われます。保存してください。",
+    )
+    wait_for(lambda: all(result_backend.state(task["id"]) in ENDED for task in parts), timeout=sleep_seconds + 10)
+    counted = [(result_backend.meta(task["id"]) or {}).get("result") for task in parts]
+    expected = {"regions": REGIONS, "total": sum(part["sales"] for part in counted if isinstance(part, dict))}
+    report = result_backend.meta(report_id) or {}
+    assert report.get("status") == "SUCCESS" and report.get("result") == expected, say(
+        f"sales_report {report_id} ended {report.get('status')} with {report.get('result')!r}; expected {expected!r}: "
+        "the chord calls it once every part has ended, with the list of the parts' results in the order of the "
+        f"regions ({CHORD}).",
+        f"sales_report {report_id} が {report.get('status')} で {report.get('result')!r} になりました。{expected!r} の"
+        f"はずです。chord はすべての部分が終わってから、各部分の結果のリストを地域の順に渡して呼びます ({CHORD})。",
+    )
+    states = {task["id"]: result_backend.state(task["id"]) for task in parts}
+    assert set(states.values()) == {"SUCCESS"}, say(
+        f"The regions ended {sorted(map(str, states.values()))}; each should be SUCCESS "
+        "(region_sales returns {\"region\": region, \"sales\": sales.count(region)}).",
+        f"地域のタスクが {sorted(map(str, states.values()))} で終わりました。すべて SUCCESS のはずです "
+        "(region_sales は {\"region\": region, \"sales\": sales.count(region)} を返します)。",
+    )
+    listed = {task["id"]: task["state"] for task in listed_tasks(web)}
+    assert all(listed.get(task["id"]) == "SUCCESS" for task in parts), say(
+        f"The page lists the regions as {[listed.get(task['id']) for task in parts]}, not SUCCESS.",
+        f"ページでは地域のタスクが {[listed.get(task['id']) for task in parts]} と表示され、SUCCESS ではありません。",
+    )
+
+
+def test_the_regions_are_counted_side_by_side(web, celery_worker, sleep_seconds):
+    """From the first part received to the report's end takes less than 0.6 x the regions x HANDSON_SLEEP."""
+    celery_worker.require_running()
+    mark = celery_worker.mark()
+    parts = _send_report(web, celery_worker, mark, REGIONS)
+    serial = len(REGIONS) * sleep_seconds
+    report_id, events = _report_run(celery_worker, mark, timeout=serial + 20)
+    require(not _refused_waiting(celery_worker, mark), _waiting_message())
+    require(report_id, say(f"No sales_report ran: send {CHORD}.", f"sales_report が実行されませんでした: {CHORD} を送ってください。"))
+    log = celery_worker.log(mark)
+    received = [when for task in parts for when, event, _ in task_events(log, REGION_SALES, task["id"])
+                if event == "received"]
+    wall = max(when for when, _, _ in events) - min(received)
+    assert wall < SERIAL_SHARE * serial, say(
+        f"The report took {wall:.1f} s from the first region to its end, about as long as counting the "
+        f"{len(REGIONS)} regions one after another ({serial:g} s). Each region should be a task of its own, in a "
+        f"chord ({CHORD}), so that the worker's processes count them side by side.",
+        f"最初の地域からレポートの終わりまで {wall:.1f} 秒かかり、{len(REGIONS)} 地域を順に数えるのとほぼ同じです "
+        f"({serial:g} 秒)。地域ごとに別のタスクにして chord ({CHORD}) で送り、ワーカーのプロセスで並べて数えて"
+        "ください。",
+    )
+
+
+def test_a_region_that_fails_fails_the_report_with_a_chord_error(web, celery_worker, result_backend, sleep_seconds):
+    """With the region "offline" among them, its part ends FAILURE (ConnectionError) and the report never runs:
+    its result is FAILURE, ChordError "Dependency <the part's id> raised ConnectionError(...)"."""
+    celery_worker.require_running()
+    mark = celery_worker.mark()
+    before = result_backend.task_ids()
+    parts = _send_report(web, celery_worker, mark, ["north", "offline"])
+    offline = parts[1]["id"]
+    wait_for(lambda: result_backend.state(offline) in ("SUCCESS", "FAILURE"), timeout=sleep_seconds + 15)
+
+    def chord_error():
+        for task_id in result_backend.task_ids() - before - {task["id"] for task in parts}:
+            meta = result_backend.meta(task_id) or {}
+            if meta.get("status") == "FAILURE" and (meta.get("result") or {}).get("exc_type") == "ChordError":
+                return meta
+        return None
+
+    found = wait_for(chord_error, timeout=10)
+    require(not _refused_waiting(celery_worker, mark), _waiting_message())
+    assert result_backend.state(offline) == "FAILURE", say(
+        f"The region \"offline\" ended {result_backend.state(offline)}, not FAILURE: region_sales should let "
+        "sales.count's ConnectionError end it.",
+        f"地域 \"offline\" が FAILURE ではなく {result_backend.state(offline)} で終わりました。region_sales は "
+        "sales.count の ConnectionError でそのまま失敗させてください。",
+    )
+    message = (found or {}).get("result", {}).get("exc_message")
+    message = " ".join(message) if isinstance(message, list) else str(message)
+    assert found and offline in message and "ConnectionError" in message, say(
+        f"No callback ended FAILURE with a ChordError naming the failed part {offline} (found: {found!r}). Send "
+        f"sales_report as the chord's callback ({CHORD}): Celery then fails it, without running it, when a part fails.",
+        f"失敗した部分 {offline} を示す ChordError で FAILURE になったコールバックがありません (見つかったもの: "
+        f"{found!r})。sales_report を chord のコールバックとして送ってください ({CHORD})。部分が失敗すると Celery は"
+        "それを実行せずに失敗させます。",
+    )
+    assert not re.search(rf"Task {re.escape(SALES_REPORT)}\[[0-9a-f-]+\] received", celery_worker.log(mark)), say(
+        "sales_report ran although a region failed: a chord's callback runs only when every part succeeded.",
+        "地域が失敗したのに sales_report が実行されました。chord のコールバックはすべての部分が成功したときだけ実行されます。",
+    )
+
+
+def test_a_bad_region_list_is_a_400_that_says_why(web):
+    """Regions are letters only, separated by commas: anything else is refused before any task is sent."""
+    action = find_button(web, *STEP10)
+    answer = web.post(action, {"regions": "north;drop table"})
+    assert answer.status == 400 and "regions" in answer.text.lower(), say(
+        f"POST {STEP10[3]} with regions=\"north;drop table\" answered {answer.status}: {answer.text[:300]!r}. Read "
+        "them with sales.regions_from_form(request.POST) and answer HttpResponseBadRequest(str(wrong)) on ValueError.",
+        f"regions=\"north;drop table\" で POST {STEP10[3]} すると {answer.status} でした: {answer.text[:300]!r}。"
+        "sales.regions_from_form(request.POST) で読み、ValueError なら HttpResponseBadRequest(str(wrong)) を返して"
+        "ください。",
+    )
