@@ -146,6 +146,21 @@ DECLINED_AMOUNT = 50_000  # over it
 ON_COMMIT = "send_confirmation.delay_on_commit(order.pk)"
 
 
+def _nothing_sent_inside(early, then_en="", then_ja=""):
+    """Fail unless the worker received no confirmation while the order's transaction was open."""
+    ids = ", ".join(early)
+    assert not early, say(
+        f"The worker received send_confirmation ({ids}) while the order's transaction was still open (the payment "
+        f"had not answered yet): .delay() sends at once, before the commit, and the worker cannot see the order "
+        f"yet.{then_en} In TaskStep9 (handson/views.py) write {ON_COMMIT}: it sends when the transaction commits, "
+        "and never when it rolls back.",
+        f"注文のトランザクションがまだ開いている間 (決済が答える前) に、ワーカーが send_confirmation ({ids}) を"
+        f"受け取りました。.delay() はコミットの前にすぐ送るので、ワーカーにはまだ注文が見えません。{then_ja}"
+        f"handson/views.py の TaskStep9 で {ON_COMMIT} と書いてください。トランザクションのコミット時に送り、"
+        "ロールバックされたら送りません。",
+    )
+
+
 def _while_the_payment_waits(pending, celery_worker, broker_control, lab_database):
     """What the worker received, and whether the order was committed, while its payment was pending."""
     run_behind_the_queue(celery_worker, broker_control)
@@ -171,17 +186,7 @@ def test_a_paid_order_is_confirmed_after_its_commit_with_the_committed_order(
     checkout = Checkout(web, celery_worker, result_backend)
     with checkout.order(PAID_AMOUNT) as pending:
         early = _while_the_payment_waits(pending, celery_worker, broker_control, lab_database)
-    ids = ", ".join(early)
-    assert not early, say(
-        f"The worker received send_confirmation ({ids}) while the order's transaction was still open (the payment "
-        f"had not answered yet): .delay() sends at once, before the commit, and the worker cannot see the order yet. "
-        f"In TaskStep9 (handson/views.py) write {ON_COMMIT}: it sends when the transaction commits, and never when "
-        "it rolls back.",
-        f"注文のトランザクションがまだ開いている間 (決済が答える前) に、ワーカーが send_confirmation ({ids}) を"
-        f"受け取りました。.delay() はコミットの前にすぐ送るので、ワーカーにはまだ注文が見えません。"
-        f"handson/views.py の TaskStep9 で {ON_COMMIT} と書いてください。トランザクションのコミット時に送り、"
-        "ロールバックされたら送りません。",
-    )
+    _nothing_sent_inside(early)
     pending.require_redirect()
     confirmation = pending.confirmation()
     require(confirmation.state == "SUCCESS", say(
@@ -206,17 +211,8 @@ def test_a_declined_payment_rolls_the_order_back_and_sends_no_confirmation(
     checkout = Checkout(web, celery_worker, result_backend)
     with checkout.order(DECLINED_AMOUNT) as pending:
         early = _while_the_payment_waits(pending, celery_worker, broker_control, lab_database)
-    ids = ", ".join(early)
-    assert not early, say(
-        f"The worker received send_confirmation ({ids}) while the order's transaction was still open (the payment "
-        f"had not answered yet): .delay() sends at once, before the commit, and the worker cannot see the order yet. The payment was then declined: this confirmation is for an order that never existed. "
-        f"In TaskStep9 (handson/views.py) write {ON_COMMIT}: it sends when the transaction commits, and never when "
-        "it rolls back.",
-        f"注文のトランザクションがまだ開いている間 (決済が答える前) に、ワーカーが send_confirmation ({ids}) を"
-        f"受け取りました。.delay() はコミットの前にすぐ送るので、ワーカーにはまだ注文が見えません。その後決済は拒否されました。これは存在しなかった注文の確認です。"
-        f"handson/views.py の TaskStep9 で {ON_COMMIT} と書いてください。トランザクションのコミット時に送り、"
-        "ロールバックされたら送りません。",
-    )
+    _nothing_sent_inside(early, " The payment was then declined: this confirmation is for an order that never "
+                                "existed.", "その後決済は拒否されました。これは存在しなかった注文の確認です。")
     answer = pending.answer()
     assert answer.status == 402 and "declined" in answer.text.lower(), say(
         f"A declined payment was answered {answer.status}: {answer.text[:300]!r}. Catch payments.Declined around the "
