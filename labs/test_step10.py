@@ -251,7 +251,6 @@ def test_a_region_that_fails_fails_the_report_with_a_chord_error(web, celery_wor
     before = result_backend.task_ids()
     parts = _send_report(web, celery_worker, mark, ["north", "offline"])
     offline = parts[1]["id"]
-    wait_for(lambda: result_backend.state(offline) in ("SUCCESS", "FAILURE"), timeout=sleep_seconds + 15)
 
     def chord_error():
         for task_id in result_backend.task_ids() - before - {task["id"] for task in parts}:
@@ -260,8 +259,29 @@ def test_a_region_that_fails_fails_the_report_with_a_chord_error(web, celery_wor
                 return meta
         return None
 
-    found = wait_for(chord_error, timeout=10)
+    def report_ran():
+        return re.search(rf"Task {re.escape(SALES_REPORT)}\[[0-9a-f-]+\] received", celery_worker.log(mark))
+
+    # Until the callback is failed, or has run (it should not), or the worker refused a waiting task.
+    wait_for(lambda: chord_error() or report_ran() or _refused_waiting(celery_worker, mark),
+             timeout=sleep_seconds + 15)
+    wait_for(lambda: result_backend.state(offline) in ENDED, timeout=2)  # its own result, stored just before
+    found = chord_error()
     require(not _refused_waiting(celery_worker, mark), _waiting_message())
+    assert not report_ran(), say(
+        "sales_report ran although a region failed: send it as the chord's callback, which Celery runs only when "
+        f"every part succeeded ({CHORD}).",
+        "地域が失敗したのに sales_report が実行されました。chord のコールバックとして送ってください。Celery は"
+        f"すべての部分が成功したときだけ実行します ({CHORD})。",
+    )
+    assert result_backend.state(offline) is not None, say(
+        "The region \"offline\" failed, but its result was not stored: the result backend does not know it, so the "
+        "page shows it PENDING for ever. Does region_sales ignore its result (@shared_task(ignore_result=True), or "
+        "CELERY_TASK_IGNORE_RESULT)? Keep it.",
+        "地域 \"offline\" は失敗しましたが、その結果が保存されていません。結果バックエンドが知らないので、ページでは"
+        "永遠に PENDING と表示されます。region_sales が結果を無視していませんか (@shared_task(ignore_result=True) "
+        "または CELERY_TASK_IGNORE_RESULT)? 保存してください。",
+    )
     assert result_backend.state(offline) == "FAILURE", say(
         f"The region \"offline\" ended {result_backend.state(offline)}, not FAILURE: region_sales should let "
         "sales.count's ConnectionError end it.",
@@ -276,10 +296,6 @@ def test_a_region_that_fails_fails_the_report_with_a_chord_error(web, celery_wor
         f"失敗した部分 {offline} を示す ChordError で FAILURE になったコールバックがありません (見つかったもの: "
         f"{found!r})。sales_report を chord のコールバックとして送ってください ({CHORD})。部分が失敗すると Celery は"
         "それを実行せずに失敗させます。",
-    )
-    assert not re.search(rf"Task {re.escape(SALES_REPORT)}\[[0-9a-f-]+\] received", celery_worker.log(mark)), say(
-        "sales_report ran although a region failed: a chord's callback runs only when every part succeeded.",
-        "地域が失敗したのに sales_report が実行されました。chord のコールバックはすべての部分が成功したときだけ実行されます。",
     )
 
 
