@@ -50,7 +50,8 @@ What you build
                 return redirect(reverse("base"))
 
     ``delay_on_commit`` (Celery 5.4 and later) is there on every task of a Django project:
-    Celery's Django fixup makes ``celery.contrib.django.task.DjangoTask`` the task class.
+    Celery's Django fixup makes ``celery.contrib.django.task.DjangoTask`` the task class (unless
+    the app names a task class of its own).
     It is ``transaction.on_commit(partial(send_confirmation.delay, order.pk))``: the
     message leaves after the commit, and never when the transaction rolls back. Outside
     a transaction (autocommit) on_commit runs it at once. It returns None, not an
@@ -104,7 +105,7 @@ Watch for
 
     ``delay_on_commit`` (Celery 5.4 以降) は Django プロジェクトのすべてのタスクにあります。
     Celery の Django フィックスアップが ``celery.contrib.django.task.DjangoTask`` をタスククラスに
-    するからです。中身は ``transaction.on_commit(partial(send_confirmation.delay, order.pk))`` で、
+    するからです (アプリが独自のタスククラスを指定していなければ)。中身は ``transaction.on_commit(partial(send_confirmation.delay, order.pk))`` で、
     メッセージはコミットの後に送られ、ロールバックされたときは送られません。トランザクションの外
     (オートコミット) では on_commit はすぐに実行します。戻り値は AsyncResult ではなく None です。
     コミット前にはタスク id がありません。id が必要なビューは自分で決めます:
