@@ -29,8 +29,9 @@ What you build
             print(f"confirmation sent for {order}")
             return {"order": order.pk, "item": order.item, "amount": order.amount, "status": order.status}
 
-    In handson/views.py, the Step9 view. It reads the form (``Order.from_form``
-    answers a 400 for a bad amount), and sends the confirmation on commit:
+    In handson/views.py, the Step9 view. It reads the form (``Order.from_form`` raises
+    ValueError for a bad item or amount, which the view answers with a 400), and sends the
+    confirmation on commit:
 
         class TaskStep9(View):
             def post(self, request, *args, **kwargs):
@@ -70,16 +71,21 @@ How the lab knows
     The lab plays the payment provider. It holds its answer while it looks at what the
     worker received: it sends a task of Celery's own behind everything queued
     (``celery.accumulate``) and waits until the worker has run it. A confirmation sent
-    inside the transaction has been received by then, one sent on commit cannot have been.
-    No verdict depends on which process happens to be faster.
+    inside the transaction before the payment has been received by then, one sent on commit
+    cannot have been: that verdict never depends on which process happens to be faster. (A
+    ``.delay()`` put after the payment, still inside the block, leaves only microseconds before
+    the commit: the lab cannot make that race show. Send where the code above does.)
 
 Watch for
     - Django's TestCase hides the race: it runs each test inside a transaction that it
       rolls back, so nothing commits and on_commit callbacks never run, unless the test
       asks for them (``self.captureOnCommitCallbacks(execute=True)``). A real commit, as
       here, shows it.
-    - ATOMIC_REQUESTS = True puts every view inside a transaction: then every ``.delay()``
-      in a view is sent before its commit.
+    - ``DATABASES["default"]["ATOMIC_REQUESTS"] = True`` puts every view inside a transaction
+      (but those marked ``@transaction.non_atomic_requests``): then every ``.delay()`` in a
+      view is sent before its commit.
+    - A message that cannot be sent when the commit comes (an object JSON cannot carry, Redis
+      unreachable) raises after the commit: the order is kept, and the view answers 500.
 
 見えること
     アプリはデータを持つようになりました。handson/models.py の Order は SQLite に保存され、
@@ -101,7 +107,7 @@ Watch for
 作るもの
     handson/tasks.py に、id で注文を読み込むタスク (上のコード)。
     handson/views.py に Step9 のビュー (上のコード)。フォームを読み (``Order.from_form`` は
-    不正な金額に 400 を返させます)、確認はコミット時に送ります。
+    不正な品名や金額に ValueError を送出し、ビューが 400 を返します)、確認はコミット時に送ります。
 
     ``delay_on_commit`` (Celery 5.4 以降) は Django プロジェクトのすべてのタスクにあります。
     Celery の Django フィックスアップが ``celery.contrib.django.task.DjangoTask`` をタスククラスに
@@ -123,16 +129,21 @@ Watch for
     ラボが決済サービスの役をします。答えを保留したまま、ワーカーが何を受け取ったかを見ます。
     キューにあるものすべての後ろに Celery 自身のタスク (``celery.accumulate``) を送り、ワーカーが
     それを実行するまで待ちます。トランザクションの中で送られた確認はそれまでに受け取られていて、
-    コミット時に送られた確認はまだ受け取られていないはずです。どのプロセスが速いかで結果は
-    変わりません。
+    コミット時に送られた確認はまだ受け取られていないはずです。決済の前に送られた確認については、
+    どのプロセスが速いかで結果は変わりません。(決済の後、まだブロックの中で ``.delay()`` すると、
+    コミットまで数マイクロ秒しかなく、ラボはこの競合を見せられません。上のコードの位置で送って
+    ください。)
 
 注意
     - Django の TestCase ではこの競合は見えません。各テストをロールバックするトランザクションの
       中で実行するので、何もコミットされず、on_commit のコールバックも実行されません
       (テストが ``self.captureOnCommitCallbacks(execute=True)`` で頼まない限り)。ここでのように
       本当にコミットすると見えます。
-    - ATOMIC_REQUESTS = True はすべてのビューをトランザクションの中で実行します。するとビューの
-      ``.delay()`` はすべてコミットの前に送られます。
+    - ``DATABASES["default"]["ATOMIC_REQUESTS"] = True`` はすべてのビューを
+      (``@transaction.non_atomic_requests`` を付けたものを除き) トランザクションの中で実行します。
+      するとビューの ``.delay()`` はすべてコミットの前に送られます。
+    - コミットの時点で送れないメッセージ (JSON にできないオブジェクト、Redis に届かない) は
+      コミットの後に例外を送出します。注文は残り、ビューは 500 を返します。
 """
 import pytest
 
@@ -141,7 +152,6 @@ from labs.harness.lesson.checks import require
 from labs.harness.lesson.orders import Checkout, confirmations_received, run_behind_the_queue
 
 pytestmark = pytest.mark.lab
-SEND_CONFIRMATION = "handson.tasks.send_confirmation"
 PAID_AMOUNT = 3000  # yen: within the card's limit (handson/payments.py)
 DECLINED_AMOUNT = 50_000  # over it
 ON_COMMIT = "send_confirmation.delay_on_commit(order.pk)"
@@ -233,9 +243,11 @@ def test_a_declined_payment_rolls_the_order_back_and_sends_no_confirmation(
     late = confirmations_received(celery_worker, pending.mark)
     assert not late, say(
         f"A declined order was confirmed ({', '.join(late)}): {ON_COMMIT} sends nothing "
-        "when the transaction rolls back; a .delay() after the block would send it anyway.",
+        "when the transaction rolls back; a .delay() on the declined path (in the `except` branch, or a "
+        "`finally:`) sends it anyway.",
         f"拒否された注文の確認が送られました ({', '.join(late)})。{ON_COMMIT} は"
-        "ロールバックされたトランザクションでは何も送りません。ブロックの後の .delay() は送ってしまいます。",
+        "ロールバックされたトランザクションでは何も送りません。拒否された経路 (`except` 節や `finally:`) の "
+        ".delay() は送ってしまいます。",
     )
 
 

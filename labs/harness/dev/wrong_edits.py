@@ -137,6 +137,6 @@ EDITS = [
     WrongEdit("the report sent beside the parts, not after them", 10, 10, "handson/views.py",
               "chord(region_sales.s(region) for region in regions)(sales_report.s())",
               "group(region_sales.s(region) for region in regions).delay()\n            sales_report.delay([])",
-              ("the chord calls it once every part has ended",),
+              ("the chord calls it once every part has succeeded",),
               also=(("handson/views.py", "from celery import chord", "from celery import group"),)),
 ]

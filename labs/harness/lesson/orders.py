@@ -163,6 +163,12 @@ class Checkout:
             self.action = find_button(self.web, *STEP9)
         pending = PendingOrder(self, amount)
         if pending.charge_id is None:
+            require(pending._done.is_set(), say(
+                f"POST {STEP9[3]} neither called payments.charge(order) nor answered within {CHARGED_WITHIN} s: "
+                "what does TaskStep9.post wait for before the payment?",
+                f"POST {STEP9[3]} が {CHARGED_WITHIN} 秒以内に payments.charge(order) を呼ばず、応答もしませんでした。"
+                "TaskStep9.post は決済の前に何を待っていますか?",
+            ))
             answer = pending.answer()  # the view answered without charging: a 5xx is raised and explained
             require(False, say(
                 f"TaskStep9 answered {answer.status} without charging the order ({answer.text[:300]!r}): inside "

@@ -242,7 +242,7 @@ def lab_database(lab_stack):
 
 @pytest.fixture(scope="session")
 def broker_control(redis_server):
-    """Sends remote-control commands (revoke) to the worker through the broker."""
+    """Talks to the worker through the broker: remote control (revoke, inspect) and the lab's own tasks."""
     control = BrokerControl(redis_server)
     yield control
     control.close()
