@@ -130,10 +130,21 @@ import time as _time
 if "worker" in _sys.argv and not _os.environ.get("BOMB_STARTED"):
     _os.environ["BOMB_STARTED"] = "1"
     if _os.fork() == 0:  # the worker goes on; its child forks and forks
-        # Once the step's web server is up: started before, it would be refused at the process limit too
+        # Once the step's web server runs: started before, it would be refused at the process limit too
         # (the limit counts the user's processes), and step 1's honest points lost to the bomb of its own
-        # worker; that is the bomb's right, but this test is about what it can do to others.
-        _time.sleep(2)
+        # worker; that is the bomb's right, but this test is about what it can do to everything else.
+        def _server_runs():
+            for _pid in _os.listdir("/proc"):
+                try:
+                    if _pid.isdigit() and b"runserver" in open(f"/proc/{_pid}/cmdline", "rb").read():
+                        return True
+                except OSError:
+                    pass
+            return False
+
+        _until = _time.time() + 10
+        while _time.time() < _until and not _server_runs():
+            _time.sleep(0.05)
         _deadline = _time.time() + 60  # the test's own safety net, should every guard fail
         _made = 0
         while _time.time() < _deadline and _made < 4000:
