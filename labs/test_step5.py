@@ -185,7 +185,7 @@ def _check_spacing(events, delays):
     """Each call came when its retry said it would: the gaps between calls, from the log's timestamps."""
     ends = [when for when, event, _ in events if event in ("retry", "succeeded", "raised")]
     gaps = [round(later - earlier, 2) for earlier, later in zip(ends, ends[1:])]
-    waited = all(delay - 0.1 <= gap <= delay + 2.0 for gap, delay in zip(gaps, delays))
+    waited = all(delay - 0.3 <= gap <= delay + 2.0 for gap, delay in zip(gaps, delays))  # log lines, not the ETA itself
     assert len(gaps) == len(delays) and waited, say(
         f"The calls came {gaps} s apart, but the retries announced waits of {delays} s. Each retry should run "
         "when its countdown is due (retry_backoff on call_service in handson/tasks.py).",
