@@ -107,12 +107,11 @@ Watch for
       リトライし (ステップ 5)、失敗してもレポートが成り立つ部分は例外ではなく、それを示す値を返します。
     - chord には結果バックエンドが必要です (部分の結果はそこを通ります)。ここでは Redis です。
 """
-import re
 
 import pytest
 
 from labs.harness.i18n import say
-from labs.harness.lesson.checks import find_button, listed_tasks, press, require, task_events
+from labs.harness.lesson.checks import find_button, listed_tasks, press, received_ids, require, task_events
 from labs.harness.lesson.waiting import wait_for
 from labs.harness.services.worker import WorkerSpec
 
@@ -162,8 +161,7 @@ def _report_run(worker, mark, timeout):
     def ended():
         if _refused_waiting(worker, mark):
             return None, []
-        ids = re.findall(rf"Task {re.escape(SALES_REPORT)}\[([0-9a-f-]+)\] received", worker.log(mark))
-        for task_id in ids:
+        for task_id in received_ids(worker.log(mark), SALES_REPORT):
             events = task_events(worker.log(mark), SALES_REPORT, task_id)
             if any(event in ("succeeded", "raised") for _, event, _ in events):
                 return task_id, events
@@ -277,7 +275,7 @@ def test_a_region_that_fails_fails_the_report_with_a_chord_error(web, celery_wor
         return None
 
     def report_ran():
-        return re.search(rf"Task {re.escape(SALES_REPORT)}\[[0-9a-f-]+\] received", celery_worker.log(mark))
+        return received_ids(celery_worker.log(mark), SALES_REPORT)
 
     # Until the callback is failed, or has run (it should not), or the worker refused a waiting task.
     wait_for(lambda: chord_error() or report_ran() or _refused_waiting(celery_worker, mark),

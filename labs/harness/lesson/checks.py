@@ -142,9 +142,9 @@ def send_hello_tasks(web, count=1):
     return list(reversed(new[:count]))
 
 
-def received_ids(log):
-    """Ids of the hello tasks the worker's log says it received, in order."""
-    return re.findall(rf"Task {re.escape(HELLO)}\[([0-9a-f-]+)\] received", log)
+def received_ids(log, task_name=HELLO):
+    """Ids of the ``task_name`` tasks (hello by default) the worker's log says it received, in order."""
+    return re.findall(rf"Task {re.escape(task_name)}\[([0-9a-f-]+)\] received", log)
 
 
 def succeeded_seconds(log, task_id):
@@ -192,11 +192,11 @@ def package_exports(workspace, env):
         return {"all": None, "error": stderr.strip().splitlines()[-1:] or ["no output"], "celery_app": None,
                 "star": []}
     return json.loads(lines[-1])
-def press_for_new_tasks(web, label, view, route_name, path, task_name, count, fields=None):
-    """Press a button (posting ``fields``) and return the ``count`` tasks named ``task_name`` it sent, as the
-    task list shows them ({"id", "args", "state", ...}), oldest first."""
+def press_for_new_tasks(web, label, view, route_name, path, task_name, count):
+    """Press a button and return the ``count`` tasks named ``task_name`` it sent, as the task list shows
+    them ({"id", "args", "state", ...}), oldest first."""
     before = {task["id"] for task in listed_tasks(web)}
-    press(web, label, view, route_name, path, fields)
+    press(web, label, view, route_name, path)
 
     def new_tasks():
         fresh = [task for task in listed_tasks(web) if task["id"] not in before and task["name"] == task_name]

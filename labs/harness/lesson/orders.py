@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..i18n import say
 from ..services.causes import ServiceProblem
-from .checks import find_button, require
+from .checks import find_button, received_ids, require
 from .waiting import wait_for
 
 STEP9 = ("Step9", "TaskStep9", "task_step9", "/handson/task_step9")
@@ -28,13 +28,9 @@ def answer_key(charge_id):
     return f"handson:payments:answer:{charge_id}"
 
 
-def received(worker, task_name, mark):
-    """The ids of the ``task_name`` tasks the worker received since log offset ``mark``, in order."""
-    return re.findall(rf"Task {re.escape(task_name)}\[([0-9a-f-]+)\] received", worker.log(mark))
-
-
 def confirmations_received(worker, mark):
-    return received(worker, SEND_CONFIRMATION, mark)
+    """The ids of the send_confirmation tasks the worker received since log offset ``mark``, in order."""
+    return received_ids(worker.log(mark), SEND_CONFIRMATION)
 
 
 def run_behind_the_queue(worker, control, timeout=20):
@@ -149,18 +145,20 @@ class Checkout:
         self.web, self.worker, self.result_backend = web, worker, result_backend
         self.action = None
 
-    def post_form(self, fields):
+    def _action(self):
         if self.action is None:
             self.action = find_button(self.web, *STEP9)
-        return self.web.post(self.action, fields)
+        return self.action
+
+    def post_form(self, fields):
+        return self.web.post(self._action(), fields)
 
     @contextlib.contextmanager
     def order(self, amount):
         """Press Step9 for ``amount`` yen; yields the PendingOrder once the view waits for its payment.
         Whatever happens in the block, the payment is answered at its end (the view must not wait for
         ever), and then the view's answer is awaited."""
-        if self.action is None:
-            self.action = find_button(self.web, *STEP9)
+        self._action()  # a greyed-out button fails here, before any thread waits on the view
         pending = PendingOrder(self, amount)
         if pending.charge_id is None:
             require(pending._done.is_set(), say(
