@@ -18,7 +18,7 @@ import pytest
 
 from ..i18n import say
 from ..paths import LABS, ROOT
-from ..services import confine, sweep
+from ..services import confine, processes, sweep
 from ..services.redis import RedisUnavailable, choose_redis, wanted_kind
 from ..steps import last_step
 
@@ -107,6 +107,9 @@ def pytest_configure(config):
     sleep = _sleep_seconds()  # before anything is created: a bad value leaves nothing behind
     if _runs_lab_modules(config):  # every orphan of this run's services comes back here (see pytest_unconfigure)
         config.stash[SUBREAPER] = sweep.become_subreaper()
+        # Its services are forked from a Python with Celery and Django imported (HANDSON_PREWARM=0: not).
+        if config.stash[SUBREAPER] and not confine.confining_user() and os.environ.get("HANDSON_PREWARM") != "0":
+            processes.prewarm()
     _prune_old_run_dirs()
     # The pid in the name tells whose services these are (redis-server rewrites its
     # own command line, but keeps this folder as its working directory).

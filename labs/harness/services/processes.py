@@ -18,9 +18,11 @@ import portpicker
 import psutil
 
 from . import confine
+from .prewarmed import PrewarmedPython
 
 _PR_SET_PDEATHSIG = 1
 _running = []
+_prewarmed = None  # set by prewarm(): Python services are forked from a Python that has imported them
 
 
 def free_port():
@@ -35,6 +37,16 @@ def _die_with_parent():
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def prewarm():
+    """From now on, start `python -m ...` services from a pre-warmed Python (services/prewarmed.py).
+    Only for a process that is the subreaper of what it starts (sweep.become_subreaper): the services
+    become its children there."""
+    global _prewarmed
+    if _prewarmed is None:
+        _prewarmed = PrewarmedPython(_die_with_parent).start()
+        atexit.register(_prewarmed.close)
+
+
 class ServiceProcess:
     """One long-running child process whose output goes to a log file."""
 
@@ -46,10 +58,13 @@ class ServiceProcess:
 
     def start(self):
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        argv = confine.wrap(self.argv, self.cwd, writable=self.writable)
         with open(self.log_path, "wb") as log:
-            self.popen = subprocess.Popen(
-                confine.wrap(self.argv, self.cwd, writable=self.writable), env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT,
+            started = None
+            if _prewarmed is not None and argv == self.argv:  # confined services start through confine's launcher
+                started = _prewarmed.spawn(argv, env=self.env or os.environ, cwd=self.cwd, log_path=self.log_path)
+            self.popen = started or subprocess.Popen(
+                argv, env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True, preexec_fn=_die_with_parent,
             )
         _running.append(self)
