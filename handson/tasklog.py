@@ -20,13 +20,22 @@ from celery.backends.base import DisabledBackend
 from celery.signals import before_task_publish, task_prerun
 from django.conf import settings
 
-KEEP_SECONDS = 24 * 3600  # Celery keeps results one day (result_expires)
+DEFAULT_KEEP_SECONDS = 24 * 3600  # Celery keeps results one day unless result_expires says otherwise
 SHOWN = 50  # tasks per page of the list, newest first
 INDEX = "handson:tasks"  # sorted set: task id -> time it was sent
 
 
 class TaskLogUnavailable(Exception):
     """The list cannot be read: Celery is not configured yet, or Redis is down."""
+
+
+def keep_seconds():
+    """How long Celery keeps a result: CELERY_RESULT_EXPIRES (seconds, or a timedelta), else one day.
+    The list keeps its records as long (step 11 sets it)."""
+    expires = getattr(settings, "CELERY_RESULT_EXPIRES", None)
+    if not expires:
+        return DEFAULT_KEEP_SECONDS
+    return int(expires.total_seconds() if hasattr(expires, "total_seconds") else expires)
 
 
 def _record_key(task_id):
@@ -74,15 +83,18 @@ def _note_sent(sender=None, headers=None, body=None, **_):
     # Runs in whichever process sends a task (the web server, on .delay()), just
     # before the message goes to the broker, so the record exists before any
     # worker can start the task.
+    task = current_app.tasks.get(sender) if sender else None
+    if task is not None and task.ignore_result:
+        return  # a task that keeps no result (step 11's housekeeping) has no state to list
     task_id, sent = headers["id"], _now()
     record = {"name": sender or "", "args": headers.get("argsrepr", ""), "args_json": _args_json(body),
               "sent": sent.isoformat()}
     try:
         with _redis().pipeline() as pipe:
             pipe.hset(_record_key(task_id), mapping=record)
-            pipe.expire(_record_key(task_id), KEEP_SECONDS)
+            pipe.expire(_record_key(task_id), keep_seconds())
             pipe.zadd(INDEX, {task_id: sent.timestamp()})
-            pipe.expire(INDEX, KEEP_SECONDS)
+            pipe.expire(INDEX, keep_seconds())
             pipe.execute()
     except (TaskLogUnavailable, redis.RedisError):
         pass  # the list is a convenience: it must never stop a task being sent
@@ -95,7 +107,7 @@ def _note_start(task_id=None, **_):
     try:
         with _redis().pipeline() as pipe:
             pipe.hset(_record_key(task_id), "started", _now().isoformat())
-            pipe.expire(_record_key(task_id), KEEP_SECONDS)
+            pipe.expire(_record_key(task_id), keep_seconds())
             pipe.execute()
     except (TaskLogUnavailable, redis.RedisError):
         pass  # a missing start time must never stop the task itself
@@ -244,3 +256,14 @@ def unfinished():
         raise TaskLogUnavailable(f"Redis did not answer: {error}") from error
     return [task_id for task_id, meta in zip(ids, metas)
             if (meta or {}).get("status", states.PENDING) not in states.READY_STATES]
+
+
+def forget_older_than(seconds):
+    """Remove from the list every task sent more than ``seconds`` ago (its result is gone by then), and
+    say how many. The list's index is one Redis key that every new task keeps alive: without this, a
+    busy app's index only grows. Step 11's housekeeping task calls it."""
+    cutoff = _now().timestamp() - float(seconds)
+    try:
+        return _redis().zremrangebyscore(INDEX, "-inf", cutoff)
+    except redis.RedisError as error:
+        raise TaskLogUnavailable(f"Redis did not answer: {error}") from error

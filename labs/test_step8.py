@@ -131,7 +131,7 @@ SLOW_LINE = "slow: celery -A handson worker -Q slow --concurrency=1 --prefetch-m
 def lab_stack_spec(workspace):
     """The workers handson/Procfile declares (one default worker if it cannot be read: the tests say why)."""
     try:
-        return StackSpec(workers=tuple(read_procfile(workspace / PROCFILE)))
+        return StackSpec(workers=tuple(spec for spec in read_procfile(workspace / PROCFILE) if isinstance(spec, WorkerSpec)))
     except ProcfileError:
         return StackSpec(workers=(WorkerSpec(),))
 

@@ -279,9 +279,10 @@ def test_pending_is_all_a_queued_task_and_an_unknown_id_share_and_exists_cannot_
     redis.client(redis.broker_url).delete("facts-nobody-reads-this")
 
 
-def test_a_result_is_kept_for_a_day_by_default(workspace, start, client, redis):
-    """Step 3 ("SUCCESS: the result and the finish time are stored, for a day"): result_expires."""
-    start(workspace)
+def test_a_result_is_kept_for_a_day_by_default(tmp_path, start, client, redis):
+    """Steps 3 and 11 ("stored for a day", "Celery's default is a day"): result_expires, on the reference
+    without step 11's CELERY_RESULT_EXPIRES (its own TTL is the step 11 lab's to check)."""
+    start(probe_workspace(tmp_path / "default-expiry", settings_extra="\ndel CELERY_RESULT_EXPIRES\n"))
     task_id = client.send_task("handson.tasks.hello", ("hello world",)).id
     assert wait_state(redis, task_id, ("SUCCESS",), timeout=SLEEP + 10)
 
@@ -354,3 +355,19 @@ def test_a_group_followed_by_a_task_is_a_chord_and_a_task_may_not_wait_for_anoth
     part, report = app.signature("handson.tasks.region_sales"), app.signature("handson.tasks.sales_report")
     assert isinstance(group(part.clone(("north",)), part.clone(("south",))) | report, chord)
     assert E_WOULDBLOCK.startswith("Never call result.get() within a task!")
+
+
+def test_beat_adds_a_daily_cleanup_only_for_backends_that_cannot_expire_results(tmp_path):
+    """Step 11: the Redis backend expires each result key itself (supports_autoexpire), so beat schedules no
+    celery.backend_cleanup; for a backend that cannot (the filesystem backend here; a database, SQLAlchemy's
+    or MongoDB, elsewhere) it adds one, daily at 4:00 (celery/beat.py, Scheduler.install_default_entries)."""
+    from celery import Celery, beat
+
+    def default_entries(backend):
+        app = Celery("facts-beat", set_as_current=False, backend=backend, broker="memory://")
+        scheduler = beat.Scheduler(app, lazy=True)
+        scheduler.install_default_entries({})
+        return set(scheduler.schedule)
+
+    assert default_entries("redis://127.0.0.1:1/0") == set()
+    assert default_entries(f"file://{tmp_path}") == {"celery.backend_cleanup"}

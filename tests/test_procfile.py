@@ -7,6 +7,7 @@ import pytest
 
 from labs.harness.paths import ROOT
 from labs.harness.reference import materialize
+from labs.harness.services.beat import BeatSpec
 from labs.harness.services.procfile import ProcfileError, parse_line, read_procfile
 from labs.harness.services.worker import WorkerSpec
 from labs.harness.steps import last_step
@@ -18,12 +19,25 @@ def test_the_starter_declares_the_original_worker():
     assert read_procfile(ROOT / "handson" / "Procfile") == [WorkerSpec(node="worker", concurrency=1)]
 
 
-def test_the_reference_declares_a_default_and_a_slow_node(tmp_path):
-    workers = read_procfile(materialize(last_step(), tmp_path) / "handson" / "Procfile")
-    assert workers == [
+def test_the_reference_declares_a_default_and_a_slow_node_and_one_beat(tmp_path):
+    processes = read_procfile(materialize(last_step(), tmp_path) / "handson" / "Procfile")
+    assert processes == [
         WorkerSpec(node="default", concurrency=4),
         WorkerSpec(node="slow", concurrency=1, queues=("slow",), options=("--prefetch-multiplier=1",)),
+        BeatSpec(name="beat"),
     ]
+
+
+@pytest.mark.parametrize("line, spec", [
+    ("beat: celery -A handson beat -l info", BeatSpec(name="beat")),
+    ("sched: celery -A handson beat --loglevel=INFO -s /somewhere/schedule --max-interval 5",
+     BeatSpec(name="sched", options=("--max-interval=5",))),
+])
+def test_a_beat_line_is_read_and_its_schedule_file_is_the_labs(line, spec, tmp_path):
+    assert parse_line(1, line) == spec
+    argv = spec.argv(tmp_path / "schedule")
+    assert argv[:6] == [sys.executable, "-m", "celery", "-A", "handson", "beat"]
+    assert f"--schedule={tmp_path / 'schedule'}" in argv and "/somewhere/schedule" not in " ".join(argv)
 
 
 @pytest.mark.parametrize("line, spec", [
@@ -39,6 +53,9 @@ def test_the_usual_forms_of_a_worker_line_are_read(line, spec):
 
 @pytest.mark.parametrize("text, words", [
     ("web: python manage.py runserver\n", "Only Celery workers"),
+    ("b: celery -A handson beat -S django_celery_beat.schedulers:DatabaseScheduler\n", "'-S'"),
+    ("b: celery -A handson beat --max-interval=soon\n", "--max-interval"),
+    ("b: celery -A handson beat\n", "declares no worker"),
     ("w: celery -A app worker\n", "celery -A handson worker"),
     ("w: celery -A handson worker --concurrency=many\n", "--concurrency"),
     ("w: celery -A handson worker --hostnme=x@%h\n", "'--hostnme'"),

@@ -12,8 +12,14 @@ BACKEND_SETTING = "CELERY_RESULT_BACKEND = HANDSON_RESULT_BACKEND"
 APP_IMPORT = "from .celery import app as celery_app"
 
 
+# What each service is called in a sentence: (English, Japanese).
+_NAMES = {"worker": ("The worker", "ワーカー"), "beat": ("The beat scheduler", "beat スケジューラー"),
+          "web": ("The Django server", "Django サーバー")}
+
+
 def _log_block(cause):
-    label = say("Worker log:", "ワーカーのログ:") if cause.service == "worker" else say("Server log:", "サーバーのログ:")
+    label = {"worker": say("Worker log:", "ワーカーのログ:"), "beat": say("Beat log:", "beat のログ:")}.get(
+        cause.service, say("Server log:", "サーバーのログ:"))
     return f"\n\n{label}\n{cause.log}" if cause.log else ""
 
 
@@ -71,9 +77,10 @@ def _limits_note(headline):
 def _did_not_start(cause):
     seconds, found = cause.detail.get("seconds"), cause.detail.get("headline")
     stopped = cause.what == "crashed_on_start"
-    if cause.service == "worker":
-        en = "The worker stopped while starting" if stopped else f"The worker was not ready within {seconds} s"
-        ja = "ワーカーが起動中に終了しました" if stopped else f"ワーカーが {seconds} 秒以内に起動しませんでした"
+    if cause.service in ("worker", "beat"):
+        name_en, name_ja = _NAMES[cause.service]
+        en = f"{name_en} stopped while starting" if stopped else f"{name_en} was not ready within {seconds} s"
+        ja = f"{name_ja}が起動中に終了しました" if stopped else f"{name_ja}が {seconds} 秒以内に起動しませんでした"
     else:
         en = "The Django server stopped while starting" if stopped else \
             f"The Django server did not answer within {seconds} s"
@@ -84,8 +91,8 @@ def _did_not_start(cause):
 
 
 def _stopped(cause):
-    return say("The worker has stopped.", "ワーカーが停止しました。") if cause.service == "worker" else \
-        say("The Django server has stopped.", "Django サーバーが停止しました。")
+    name_en, name_ja = _NAMES.get(cause.service, _NAMES["web"])
+    return say(f"{name_en} has stopped.", f"{name_ja}が停止しました。")
 
 
 def _no_answer(cause):

@@ -15,6 +15,7 @@ import pytest
 from ..i18n import say
 from ..services import confine
 from ..services.procfile import PROCFILE, ProcfileError, read_procfile
+from ..services.worker import WorkerSpec
 from . import foundations
 from .advice import BROKER_SETTING
 from .waiting import wait_for
@@ -228,9 +229,9 @@ def task_events(log, task_name, task_id):
     return events
 
 
-def declared_workers(workspace):
-    """The workers handson/Procfile declares (services/procfile.py); the test fails with the reason when the
-    file cannot be started as written (in full once; the module's later tests point to that failure)."""
+def declared_processes(workspace):
+    """The workers and beats handson/Procfile declares (services/procfile.py); the test fails with the reason
+    when the file cannot be started as written (in full once; the module's later tests point to that failure)."""
     foundations.check("procfile")
     try:
         return read_procfile(Path(workspace) / PROCFILE)
@@ -238,6 +239,11 @@ def declared_workers(workspace):
         problem = str(error)
     # Outside the except block: pytest would print the error a second time as its context.
     foundations.must_have("procfile", False, problem)
+
+
+def declared_workers(workspace):
+    """The workers (WorkerSpec) of handson/Procfile, as ``declared_processes`` reads it."""
+    return [spec for spec in declared_processes(workspace) if isinstance(spec, WorkerSpec)]
 
 
 def for_every_task(worker, broker_control, names):

@@ -28,6 +28,11 @@ class ResultBackend:
         raw = self.client.get(f"celery-task-meta-{task_id}")
         return json.loads(raw) if raw else None
 
+    def seconds_left(self, task_id):
+        """How long Redis keeps the task's result (the key's TTL), or None (no such key, or no TTL)."""
+        ttl = self.client.ttl(f"{META_PREFIX}{task_id}")
+        return ttl if ttl is not None and ttl >= 0 else None
+
     def state(self, task_id):
         meta = self.meta(task_id)
         return meta["status"] if meta else None

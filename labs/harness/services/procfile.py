@@ -1,20 +1,23 @@
-"""handson/Procfile: the Celery workers a learner declares, in the form a deployment uses.
+"""handson/Procfile: the Celery workers (and the beat scheduler) a learner declares, in the form a
+deployment uses.
 
 One process per line, ``name: command``, as Heroku, honcho and foreman read it:
 
     default: celery -A handson worker --concurrency=4 -n default@%h -l info
     slow: celery -A handson worker -Q slow --concurrency=1 --prefetch-multiplier=1 -n slow@%h -l info
+    beat: celery -A handson beat -l info
 
-``read_procfile`` turns each line into a ``WorkerSpec`` (services/worker.py), so
-step 8's lab, `make run` and compose start exactly the workers written there. A
-line it cannot start the same way everywhere is refused with a message that says
-which line and why (``ProcfileError``); the file is never half read.
+``read_procfile`` turns each worker line into a ``WorkerSpec`` (services/worker.py) and each beat
+line into a ``BeatSpec`` (services/beat.py), so step 8's and step 11's labs, `make run` and compose
+start exactly the processes written there. A line it cannot start the same way everywhere is
+refused with a message that says which line and why (``ProcfileError``); the file is never half read.
 """
 import re
 import shlex
 from pathlib import Path
 
 from ..i18n import say
+from .beat import BeatSpec
 from .worker import WorkerSpec
 
 PROCFILE = Path("handson") / "Procfile"
@@ -25,21 +28,27 @@ PASSED_ON = {"--prefetch-multiplier": True, "--disable-prefetch": False, "-O": T
              "--max-tasks-per-child": True, "--max-memory-per-child": True, "--time-limit": True,
              "--soft-time-limit": True}
 IGNORED = {"-l": True, "--loglevel": True}  # the lab and `make run` log at INFO, to read the log
+# A beat line's options: the lab keeps the schedule file in the run's folder (services/beat.py), so -s is not
+# taken as written; --max-interval is passed on.
+BEAT_PASSED_ON = {"--max-interval": True}
+BEAT_IGNORED = {"-l": True, "--loglevel": True, "-s": True, "--schedule": True}
 
 
 class ProcfileError(Exception):
     """handson/Procfile cannot be started as written; the message (in the learner's language) says why."""
 
 
-def _options(tokens):
-    """(option, value) pairs of a command line, with --opt=value, -o value and --flag forms."""
+def _options(tokens, takes_value=None):
+    """(option, value) pairs of a command line, with --opt=value, -o value and --flag forms (a worker's
+    options unless ``takes_value`` says which options take a value)."""
     pairs, index = [], 0
     while index < len(tokens):
         token = tokens[index]
         if token.startswith("--") and "=" in token:
             pairs.append(tuple(token.split("=", 1)))
-        elif token in ("-A", "--app", "-c", "--concurrency", "-n", "--hostname", "-Q", "--queues", "-P", "--pool") \
-                or PASSED_ON.get(token) or IGNORED.get(token):
+        elif (takes_value.get(token) if takes_value is not None else (
+                token in ("-A", "--app", "-c", "--concurrency", "-n", "--hostname", "-Q", "--queues", "-P", "--pool")
+                or PASSED_ON.get(token) or IGNORED.get(token))):
             value = tokens[index + 1] if index + 1 < len(tokens) else None
             pairs.append((token, value))
             index += 1
@@ -57,7 +66,8 @@ def _refuse(number, line, en, ja):
 
 
 def parse_line(number, line):
-    """The WorkerSpec of one ``name: command`` line (ProcfileError if it cannot be started as written)."""
+    """The WorkerSpec (or BeatSpec) of one ``name: command`` line (ProcfileError if it cannot be started as
+    written)."""
     name, colon, command = line.partition(":")
     name = name.strip()
     if not colon or not re.fullmatch(r"[A-Za-z0-9_-]+", name):
@@ -69,16 +79,19 @@ def parse_line(number, line):
         _refuse(number, line, f"The command cannot be split into words: {error}.",
                 f"コマンドを単語に分けられません: {error}。")
     app_at = tokens.index("-A") if "-A" in tokens else None
-    if tokens[:1] != ["celery"] or "worker" not in tokens:
-        _refuse(number, line, "Only Celery workers belong here (`celery -A handson worker ...`): the lab and "
-                "`make run` start Redis and the web server themselves.",
-                "ここに書くのは Celery ワーカーだけです (`celery -A handson worker ...`)。Redis と Web サーバーは"
-                "ラボと `make run` が起動します。")
+    if tokens[:1] != ["celery"] or ("worker" not in tokens and "beat" not in tokens):
+        _refuse(number, line, "Only Celery workers (`celery -A handson worker ...`) and the beat scheduler "
+                "(`celery -A handson beat`) belong here: the lab and `make run` start Redis and the web server "
+                "themselves.",
+                "ここに書くのは Celery ワーカー (`celery -A handson worker ...`) と beat スケジューラー "
+                "(`celery -A handson beat`) だけです。Redis と Web サーバーはラボと `make run` が起動します。")
     app = tokens[app_at + 1] if app_at is not None and app_at + 1 < len(tokens) else None
     app = app or next((token.split("=", 1)[1] for token in tokens if token.startswith("--app=")), None)
     if app != "handson":
         _refuse(number, line, f"The worker must load the app of this project: `celery -A handson worker` (not {app!r}).",
                 f"ワーカーはこのプロジェクトのアプリを読み込む必要があります: `celery -A handson worker` ({app!r} ではなく)。")
+    if "worker" not in tokens:
+        return _beat_line(number, line, name, tokens[tokens.index("beat") + 1:])
     worker_at = tokens.index("worker")
     concurrency, node, queues, pool, events, beat, options = 1, name, (), "prefork", False, False, []
     for option, value in _options(tokens[worker_at + 1:]):
@@ -123,8 +136,27 @@ def parse_line(number, line):
                       options=tuple(options))
 
 
+def _beat_line(number, line, name, tokens):
+    options = []
+    for option, value in _options(tokens, takes_value={**BEAT_PASSED_ON, **BEAT_IGNORED}):
+        if option in BEAT_IGNORED:
+            continue
+        if option in BEAT_PASSED_ON:
+            if value is None or not value.isdigit():
+                _refuse(number, line, f"{option} takes a number of seconds, not {value!r}.",
+                        f"{option} には秒数を指定します ({value!r} ではなく)。")
+            options.append(f"{option}={value}")
+        else:
+            _refuse(number, line, f"The lab does not know the beat option {option!r}. It reads -l and "
+                    f"{', '.join(BEAT_PASSED_ON)} (the schedule file, -s, is the lab's: in the run's folder).",
+                    f"ラボは beat のオプション {option!r} を知りません。読めるのは -l と {', '.join(BEAT_PASSED_ON)} "
+                    "です (スケジュールファイル -s はラボが実行フォルダーに置きます)。")
+    return BeatSpec(name=name, options=tuple(options))
+
+
 def read_procfile(path):
-    """Every worker ``path`` declares, in order (ProcfileError when the file is missing, empty or wrong)."""
+    """Every worker (WorkerSpec) and beat (BeatSpec) ``path`` declares, in order (ProcfileError when the file
+    is missing, has no worker, or a line is wrong)."""
     path = Path(path)
     if not path.exists():
         raise ProcfileError(say(
@@ -139,6 +171,9 @@ def read_procfile(path):
         if not line or line.startswith("#"):
             continue
         spec = parse_line(number, line)
+        if isinstance(spec, BeatSpec):
+            specs.append(spec)
+            continue
         if spec.node in names:
             _refuse(number, line, f"Node name {spec.node!r} is used on line {names[spec.node]} already: give every "
                     "worker its own -n (two workers with one name confuse remote control and monitoring).",
@@ -146,7 +181,7 @@ def read_procfile(path):
                     "付けてください (同じ名前のワーカーはリモート制御や監視を混乱させます)。")
         names[spec.node] = number
         specs.append(spec)
-    if not specs:
+    if not any(isinstance(spec, WorkerSpec) for spec in specs):
         raise ProcfileError(say(
             f"{PROCFILE} declares no worker. Write one per line, e.g.\n  {EXAMPLE}",
             f"{PROCFILE} にワーカーがありません。1 行に 1 つ書いてください。例:\n  {EXAMPLE}",

@@ -17,24 +17,32 @@ from pathlib import Path
 
 from . import confine
 from .app_env import app_env
+from .beat import BeatSpec, CeleryBeat
 from .web import DjangoServer
 from .worker import CeleryWorker, WorkerSpec
 
 
 @dataclass(frozen=True)
 class StackSpec:
-    """What a step needs besides Redis: its worker nodes, and whether the web server runs."""
+    """What a step needs besides Redis: its worker nodes, its beat schedulers, and whether the web server runs."""
 
     workers: tuple = (WorkerSpec(),)
     web: bool = True
     # Task events for monitoring (Flower, `celery events`): every worker with -E, and the web
     # app sending a task-sent event with each task. `make run` turns them on; the labs do not.
     events: bool = False
+    beats: tuple = ()  # `celery beat` processes (step 11); none unless declared
 
     @classmethod
-    def declared(cls, workers=None, web=True):
+    def declared(cls, workers=None, web=True, beats=()):
         """A spec from a ``stack`` marker's arguments (lists become tuples, so specs compare)."""
-        return cls(tuple(workers) if workers is not None else cls.workers, web)
+        return cls(tuple(workers) if workers is not None else cls.workers, web, beats=tuple(beats))
+
+    @classmethod
+    def from_procfile(cls, specs, **options):
+        """The stack a Procfile's lines declare (services/procfile.read_procfile): its workers and beats."""
+        return cls(workers=tuple(spec for spec in specs if isinstance(spec, WorkerSpec)),
+                   beats=tuple(spec for spec in specs if isinstance(spec, BeatSpec)), **options)
 
 
 class Stack:
@@ -46,7 +54,7 @@ class Stack:
         self.workspace, self.redis, self.sleep = Path(workspace), redis, sleep
         self.log_dir, self.spec, self.web_port, self.own_redis = Path(log_dir), spec, web_port, own_redis
         self.payments = payments  # who answers handson/payments.py: "clock", or "lab" (the labs)
-        self.env, self.workers, self.web = None, [], None
+        self.env, self.workers, self.beats, self.web = None, [], [], None
         self._redis_started = False
 
     def __enter__(self):
@@ -83,6 +91,7 @@ class Stack:
             self.workers = [CeleryWorker(self.workspace, self.redis, self.env, self.log_dir,
                                          replace(spec, events=True) if self.spec.events else spec)
                             for spec in self.spec.workers]
+            self.beats = [CeleryBeat(self.workspace, self.env, self.log_dir, spec) for spec in self.spec.beats]
             if self.spec.web:
                 self.web = DjangoServer(self.workspace, self.env, self.log_dir, port=self.web_port,
                                         sent_events=self.spec.events)
@@ -97,8 +106,8 @@ class Stack:
             raise
 
     def services(self):
-        """The app's processes in start order: workers, then web."""
-        return [*self.workers, *([self.web] if self.web else [])]
+        """The app's processes in start order: workers, beats, then web."""
+        return [*self.workers, *self.beats, *([self.web] if self.web else [])]
 
     def problems(self):
         """What stops the app from serving (services/causes.Cause), in start order."""
@@ -115,7 +124,7 @@ class Stack:
         return files
 
     def stop(self):
-        """Stop web, workers, then Redis (if started here); safe to call twice."""
+        """Stop web, beats, workers, then Redis (if started here); safe to call twice."""
         for service in reversed(self.services()):
             service.stop()
         if self._redis_started:

@@ -56,7 +56,11 @@ class CeleryWorker:
     def __init__(self, workspace, redis, env, log_dir, spec=WorkerSpec()):
         self.workspace, self.redis, self.env, self.spec = Path(workspace), redis, env, spec
         self.node = f"{spec.node}-{uuid.uuid4().hex[:6]}@%h"
-        self.process = ServiceProcess(f"worker {spec.node}", spec.argv(self.node), env=env, cwd=self.workspace,
+        argv = spec.argv(self.node)
+        if spec.beat:  # its beat's schedule file in the run's folder, not in the workspace (services/beat.py)
+            folder = (data_folders(env) or [Path(log_dir)])[0]
+            argv.append(f"--schedule={folder / f'celerybeat-schedule-{spec.node}'}")
+        self.process = ServiceProcess(f"worker {spec.node}", argv, env=env, cwd=self.workspace,
                                       log_path=Path(log_dir) / f"worker-{spec.node}.log", writable=data_folders(env))
         self.problem = None
 

@@ -133,7 +133,7 @@ def declared_stack(workspace):
     if not (Path(workspace) / PROCFILE).exists():
         return StackSpec()
     try:
-        return StackSpec(workers=tuple(read_procfile(Path(workspace) / PROCFILE)))
+        return StackSpec.from_procfile(read_procfile(Path(workspace) / PROCFILE))
     except ProcfileError as problem:
         sys.exit(str(problem))
 
