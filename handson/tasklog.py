@@ -38,6 +38,12 @@ def keep_seconds():
     return int(expires.total_seconds() if hasattr(expires, "total_seconds") else expires)
 
 
+def _periodic_tasks():
+    """Names of the tasks the beat schedule sends (CELERY_BEAT_SCHEDULE, step 11)."""
+    schedule = getattr(settings, "CELERY_BEAT_SCHEDULE", None) or {}
+    return {entry.get("task") for entry in schedule.values() if isinstance(entry, dict)}
+
+
 def _record_key(task_id):
     return f"handson:task:{task_id}"
 
@@ -83,9 +89,8 @@ def _note_sent(sender=None, headers=None, body=None, **_):
     # Runs in whichever process sends a task (the web server, on .delay()), just
     # before the message goes to the broker, so the record exists before any
     # worker can start the task.
-    task = current_app.tasks.get(sender) if sender else None
-    if task is not None and task.ignore_result:
-        return  # a task that keeps no result (step 11's housekeeping) has no state to list
+    if sender and sender in _periodic_tasks():
+        return  # sent by the scheduler (step 11), on nobody's request: not one of the app's tasks to list
     task_id, sent = headers["id"], _now()
     record = {"name": sender or "", "args": headers.get("argsrepr", ""), "args_json": _args_json(body),
               "sent": sent.isoformat()}

