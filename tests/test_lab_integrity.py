@@ -17,10 +17,10 @@ same in all three runs, and no process of any run may be left behind. The refere
 last step passing everything is the "labs on the reference" run.
 
 The module-order run is made once per reference and read by both of its tests; the second
-runs its own two runs first (side by side), so the two tests of one reference can run side by side.
+runs its own two runs first, so the two tests of one reference can run side by side. (Its two runs
+one after the other, not side by side: together they started twice the stacks at once, and under
+CI's load step 8's thumbnails then missed their window in a fresh stack.)
 """
-from concurrent.futures import ThreadPoolExecutor
-
 import pytest
 
 from labs.harness.steps import last_step
@@ -84,13 +84,9 @@ def test_reference_passes_its_steps_and_fails_the_later_ones(reference):
 @pytest.mark.timeout(900)  # three child runs: one to three minutes
 @pytest.mark.parametrize("reference", REFERENCES, ids=_reference_id)
 def test_every_verdict_is_the_same_in_order_reversed_and_alone(reference):
-    # The two runs side by side (child pytests of their own, with their own Redis and stacks): most of their
-    # time is the lab's waiting, and the reference's verdicts are the last of `make test` to come in.
-    with ThreadPoolExecutor(max_workers=2) as both:
-        reversed_run = both.submit(run_marked, STEP_MODULES, pytest_args=[*_args(reference), "-p", "tests.reverse_order"])
-        alone_run = both.submit(run_marked, STEP_MODULES, pytest_args=[*_args(reference), "-n", str(ALONE_AT_ONCE),
-                                                                       "-p", "tests.alone"])
-        (reverse, left_behind), (alone, left_alone) = reversed_run.result(), alone_run.result()
+    reverse, left_behind = run_marked(STEP_MODULES, pytest_args=[*_args(reference), "-p", "tests.reverse_order"])
+    alone, left_alone = run_marked(STEP_MODULES, pytest_args=[*_args(reference), "-n", str(ALONE_AT_ONCE),
+                                                              "-p", "tests.alone"])
     forward, _ = _in_module_order(reference)  # what it left behind is the other test's verdict
 
     in_order = _verdicts(forward)
