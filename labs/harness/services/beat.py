@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..tracebacks import headline
 from .app_env import data_folders
-from .causes import Cause, ServiceProblem
+from .causes import CeleryProcess
 from .processes import ServiceProcess
 
 READY_TIMEOUT = 30  # seconds; it starts in about a second
@@ -33,7 +33,9 @@ class BeatSpec:
                 *self.options]
 
 
-class CeleryBeat:
+class CeleryBeat(CeleryProcess):
+    service = "beat"
+
     def __init__(self, workspace, env, log_dir, spec=BeatSpec()):
         self.workspace, self.spec = Path(workspace), spec
         folders = data_folders(env)
@@ -51,30 +53,16 @@ class CeleryBeat:
                                         interval=0.02)
         log = self.log()
         if "Unable to load celery application" in log:
-            self.problem = Cause("beat", "no_celery_app", {}, self.process.log_tail())
+            self.problem = self._cause("no_celery_app")
         elif not ready:
             stopped = not self.process.running()
-            self.problem = Cause("beat", "crashed_on_start" if stopped else "not_ready",
-                                 {"headline": headline(log, self.workspace), "seconds": READY_TIMEOUT},
-                                 self.process.log_tail())
+            self.problem = self._cause("crashed_on_start" if stopped else "not_ready",
+                                       headline=headline(log, self.workspace), seconds=READY_TIMEOUT)
         return self
 
     def stop(self):
         # As a worker: at once, the whole group. A run's end needs no graceful stop of its scheduler.
         self.process.stop(first_signal=signal.SIGKILL, grace=5.0)
-
-    def require_running(self):
-        if self.problem is None and not self.process.running():
-            self.problem = Cause("beat", "stopped", {}, self.process.log_tail())
-        if self.problem:
-            raise ServiceProblem(self.problem)
-        return self
-
-    def log(self, since=0):
-        return self.process.log_text(since)
-
-    def mark(self):
-        return self.process.log_size()
 
     def sent(self, since=0):
         """(entry name, task name) of every periodic task this beat has sent, in order."""

@@ -21,7 +21,7 @@ import psutil
 
 from ..tracebacks import headline
 from .app_env import data_folders
-from .causes import Cause, ServiceProblem
+from .causes import CeleryProcess
 from .processes import ServiceProcess
 
 READY_TIMEOUT = 30  # seconds; a cold start takes about 1-2 s, a busy machine more
@@ -52,7 +52,9 @@ class WorkerSpec:
         return argv + list(self.options)
 
 
-class CeleryWorker:
+class CeleryWorker(CeleryProcess):
+    service = "worker"
+
     def __init__(self, workspace, redis, env, log_dir, spec=WorkerSpec()):
         self.workspace, self.redis, self.env, self.spec = Path(workspace), redis, env, spec
         self.node = f"{spec.node}-{uuid.uuid4().hex[:6]}@%h"
@@ -88,9 +90,6 @@ class CeleryWorker:
         log = self.log()
         return " ready." in log or "Cannot connect to" in log
 
-    def _cause(self, what, **detail):
-        return Cause("worker", what, detail, self.process.log_tail())
-
     def _diagnose(self, ready):
         log = self.log()
         if "Unable to load celery application" in log:
@@ -106,26 +105,7 @@ class CeleryWorker:
             return self._cause("wrong_broker", transport=transport, expected=self.redis.broker_url)
         return None
 
-    # -- what tests use ----------------------------------------------------------
-    def require_running(self):
-        """Raise ServiceProblem (the test fails with its advice) unless the worker is up."""
-        if self.problem is None and not self.process.running():
-            self.problem = self._cause("stopped")
-        if self.problem:
-            raise ServiceProblem(self.problem)
-        return self
-
-    def log(self, since=0):
-        """The worker's log, from byte offset ``since`` (see ``mark``)."""
-        return self.process.log_text(since)
-
-    def mark(self):
-        """An offset into the log: ``log(since=mark)`` shows only what came after."""
-        return self.process.log_size()
-
-    def log_tail(self, lines=40):
-        return self.process.log_tail(lines)
-
+    # -- what tests use (require_running, log, mark, log_tail: causes.CeleryProcess) ----------
     def banner(self, field):
         """A value from the start-up banner, e.g. banner("transport") or banner("results")."""
         match = re.search(rf"\.> {field}:\s+(\S+)", self.log())
