@@ -21,6 +21,11 @@ READY_TIMEOUT = 30  # seconds; it starts in about a second
 _SENT = re.compile(r"Scheduler: Sending due task (\S+) \((\S+)\)")
 
 
+def schedule_file(env, log_dir, name):
+    """Where the beat called ``name`` (or a worker's -B beat) keeps its schedule: the run's data folder."""
+    return (data_folders(env) or [Path(log_dir)])[0] / f"celerybeat-schedule-{name}"
+
+
 @dataclass(frozen=True)
 class BeatSpec:
     """One `celery beat` process a step needs (a `name: celery -A handson beat` line of handson/Procfile)."""
@@ -38,10 +43,9 @@ class CeleryBeat(CeleryProcess):
 
     def __init__(self, workspace, env, log_dir, spec=BeatSpec()):
         self.workspace, self.spec = Path(workspace), spec
-        folders = data_folders(env)
-        schedule = (folders[0] if folders else Path(log_dir)) / f"celerybeat-schedule-{spec.name}"
-        self.process = ServiceProcess(f"beat {spec.name}", spec.argv(schedule), env=env, cwd=self.workspace,
-                                      log_path=Path(log_dir) / f"beat-{spec.name}.log", writable=folders)
+        self.process = ServiceProcess(f"beat {spec.name}", spec.argv(schedule_file(env, log_dir, spec.name)), env=env,
+                                      cwd=self.workspace, log_path=Path(log_dir) / f"beat-{spec.name}.log",
+                                      writable=data_folders(env))
         self.problem = None
 
     def launch(self):

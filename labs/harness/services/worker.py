@@ -21,6 +21,7 @@ import psutil
 
 from ..tracebacks import headline
 from .app_env import data_folders
+from .beat import schedule_file
 from .causes import CeleryProcess
 from .processes import ServiceProcess
 
@@ -60,8 +61,7 @@ class CeleryWorker(CeleryProcess):
         self.node = f"{spec.node}-{uuid.uuid4().hex[:6]}@%h"
         argv = spec.argv(self.node)
         if spec.beat:  # its beat's schedule file in the run's folder, not in the workspace (services/beat.py)
-            folder = (data_folders(env) or [Path(log_dir)])[0]
-            argv.append(f"--schedule={folder / f'celerybeat-schedule-{spec.node}'}")
+            argv.append(f"--schedule={schedule_file(env, log_dir, spec.node)}")
         self.process = ServiceProcess(f"worker {spec.node}", argv, env=env, cwd=self.workspace,
                                       log_path=Path(log_dir) / f"worker-{spec.node}.log", writable=data_folders(env))
         self.problem = None
