@@ -22,14 +22,15 @@ def test_the_starter_declares_the_original_worker():
 def test_the_reference_declares_a_default_and_a_slow_node_and_one_beat(tmp_path):
     processes = read_procfile(materialize(last_step(), tmp_path) / "handson" / "Procfile")
     assert processes == [
-        WorkerSpec(node="default", concurrency=4),
-        WorkerSpec(node="slow", concurrency=1, queues=("slow",), options=("--prefetch-multiplier=1",)),
-        BeatSpec(name="beat"),
+        WorkerSpec(node="default", concurrency=4, execs=True),
+        WorkerSpec(node="slow", concurrency=1, queues=("slow",), options=("--prefetch-multiplier=1",), execs=True),
+        BeatSpec(name="beat", execs=True),
     ]
 
 
 @pytest.mark.parametrize("line, spec", [
     ("beat: celery -A handson beat -l info", BeatSpec(name="beat")),
+    ("beat: exec celery -A handson beat", BeatSpec(name="beat", execs=True)),
     ("sched: celery -A handson beat --loglevel=INFO -s /somewhere/schedule --max-interval 5",
      BeatSpec(name="sched", options=("--max-interval=5",))),
 ])
@@ -45,6 +46,8 @@ def test_a_beat_line_is_read_and_its_schedule_file_is_the_labs(line, spec, tmp_p
      WorkerSpec(node="fast", concurrency=2, queues=("a", "b"), pool="threads", events=True, beat=True)),
     ("w: celery --app=handson worker --concurrency 3 --disable-prefetch -O fair",
      WorkerSpec(node="w", concurrency=3, options=("--disable-prefetch", "-O", "fair"))),
+    ("w: exec celery -A handson worker --max-tasks-per-child=5", WorkerSpec(node="w", options=("--max-tasks-per-child=5",),
+                                                                     execs=True)),
 ])
 def test_the_usual_forms_of_a_worker_line_are_read(line, spec):
     assert parse_line(1, line) == spec

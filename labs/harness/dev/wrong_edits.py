@@ -151,4 +151,12 @@ EDITS = [
               ("ignore_result=True",)),
     WrongEdit("results kept for Celery's default day", 11, 11, "handson/settings.py",
               "CELERY_RESULT_EXPIRES = 3600\n", "", ("CELERY_RESULT_EXPIRES = 3600",)),
+    WrongEdit("the worker line without exec (its shell keeps SIGTERM)", 12, 12, "handson/Procfile",
+              "default: exec celery", "default: celery", ("write exec before celery",),
+              "test_a_deploy_sigterm_lets_the_running_task_finish"),
+    WrongEdit("beat's line without exec", 12, 12, "handson/Procfile", "beat: exec celery", "beat: celery",
+              ("Write exec before celery on every line",), "test_a_deploy_sigterm_lets_the_running_task_finish"),
+    WrongEdit("no recycling of leaky pool processes", 12, 12, "handson/settings.py",
+              "CELERY_WORKER_MAX_TASKS_PER_CHILD = 5\n", "", ("CELERY_WORKER_MAX_TASKS_PER_CHILD = 5",),
+              "test_a_leaky_pool_process_is_replaced_after_five_tasks"),
 ]

@@ -151,6 +151,22 @@ class BrokerControl:
                 continue
         return found
 
+    def queued(self, queue="celery"):
+        """Ids of the task messages waiting in ``queue`` (Kombu's Redis transport keeps it as a list named
+        after it), the oldest first."""
+        client = self.redis.client(self.redis.broker_url)
+        try:
+            held = client.lrange(queue, 0, -1)
+        finally:
+            client.close()
+        found = []
+        for raw in reversed(held):  # Kombu pushes on the left and pops on the right
+            try:
+                found.append(json.loads(raw)["headers"]["id"])
+            except (ValueError, LookupError, TypeError):
+                continue
+        return found
+
     def purge(self, queues):
         """Drop every message waiting in these queues (not those a worker has already reserved)."""
         client = self.redis.client(self.redis.broker_url)

@@ -32,6 +32,7 @@ class BeatSpec:
 
     name: str = "beat"
     options: tuple = ()  # other command-line options, e.g. ("--max-interval=5",)
+    execs: bool = False  # its Procfile line starts with `exec` (step 12)
 
     def argv(self, schedule):
         return [sys.executable, "-m", "celery", "-A", "handson", "beat", "--loglevel=INFO", f"--schedule={schedule}",

@@ -7,6 +7,10 @@ One process per line, ``name: command``, as Heroku, honcho and foreman read it:
     slow: celery -A handson worker -Q slow --concurrency=1 --prefetch-multiplier=1 -n slow@%h -l info
     beat: celery -A handson beat -l info
 
+A command may start with ``exec`` (step 12): run in shell form (``/bin/sh -c``), the shell then
+replaces itself with celery instead of waiting for it, so a deploy's SIGTERM reaches Celery. The
+spec keeps it (``execs``); the lab and `make run` start celery directly, where it changes nothing.
+
 ``read_procfile`` turns each worker line into a ``WorkerSpec`` (services/worker.py) and each beat
 line into a ``BeatSpec`` (services/beat.py), so step 8's and step 11's labs, `make run` and compose
 start exactly the processes written there. A line it cannot start the same way everywhere is
@@ -78,6 +82,8 @@ def parse_line(number, line):
     except ValueError as error:
         _refuse(number, line, f"The command cannot be split into words: {error}.",
                 f"コマンドを単語に分けられません: {error}。")
+    execs = tokens[:1] == ["exec"]
+    tokens = tokens[1:] if execs else tokens
     app_at = tokens.index("-A") if "-A" in tokens else None
     if tokens[:1] != ["celery"] or ("worker" not in tokens and "beat" not in tokens):
         _refuse(number, line, "Only Celery workers (`celery -A handson worker ...`) and the beat scheduler "
@@ -91,7 +97,7 @@ def parse_line(number, line):
         _refuse(number, line, f"The worker must load the app of this project: `celery -A handson worker` (not {app!r}).",
                 f"ワーカーはこのプロジェクトのアプリを読み込む必要があります: `celery -A handson worker` ({app!r} ではなく)。")
     if "worker" not in tokens:
-        return _beat_line(number, line, name, tokens[tokens.index("beat") + 1:])
+        return _beat_line(number, line, name, tokens[tokens.index("beat") + 1:], execs)
     worker_at = tokens.index("worker")
     concurrency, node, queues, pool, events, beat, options = 1, name, (), "prefork", False, False, []
     for option, value in _options(tokens[worker_at + 1:]):
@@ -133,10 +139,10 @@ def parse_line(number, line):
                     f"ラボはワーカーのオプション {option!r} を知りません。読めるのは -c/--concurrency、-n、-Q、-P/--pool、"
                     f"-E、-B、-l と {', '.join(PASSED_ON)} です。")
     return WorkerSpec(node=node, concurrency=concurrency, pool=pool, queues=queues, events=events, beat=beat,
-                      options=tuple(options))
+                      options=tuple(options), execs=execs)
 
 
-def _beat_line(number, line, name, tokens):
+def _beat_line(number, line, name, tokens, execs):
     options = []
     for option, value in _options(tokens, takes_value={**BEAT_PASSED_ON, **BEAT_IGNORED}):
         if option in BEAT_IGNORED:
@@ -151,7 +157,7 @@ def _beat_line(number, line, name, tokens):
                     f"{', '.join(BEAT_PASSED_ON)} (the schedule file, -s, is the lab's: in the run's folder).",
                     f"ラボは beat のオプション {option!r} を知りません。読めるのは -l と {', '.join(BEAT_PASSED_ON)} "
                     "です (スケジュールファイル -s はラボが実行フォルダーに置きます)。")
-    return BeatSpec(name=name, options=tuple(options))
+    return BeatSpec(name=name, options=tuple(options), execs=execs)
 
 
 def read_procfile(path):

@@ -10,6 +10,7 @@ fails with it (``require_running``).
 """
 import os
 import re
+import shlex
 import signal
 import sys
 import time
@@ -39,6 +40,7 @@ class WorkerSpec:
     events: bool = False  # -E: send task events (Flower, `celery events`)
     beat: bool = False  # -B: run the beat scheduler inside this worker
     options: tuple = ()  # any other command-line options, e.g. ("--prefetch-multiplier=1",)
+    execs: bool = False  # its Procfile line starts with `exec` (step 12: what a shell-form start does with it)
 
     def argv(self, node_name):
         argv = [sys.executable, "-m", "celery", "-A", "handson", "worker", f"--pool={self.pool}",
@@ -56,12 +58,14 @@ class WorkerSpec:
 class CeleryWorker(CeleryProcess):
     service = "worker"
 
-    def __init__(self, workspace, redis, env, log_dir, spec=WorkerSpec()):
+    def __init__(self, workspace, redis, env, log_dir, spec=WorkerSpec(), *, shell_form=False):
         self.workspace, self.redis, self.env, self.spec = Path(workspace), redis, env, spec
         self.node = f"{spec.node}-{uuid.uuid4().hex[:6]}@%h"
         argv = spec.argv(self.node)
         if spec.beat:  # its beat's schedule file in the run's folder, not in the workspace (services/beat.py)
             argv.append(f"--schedule={schedule_file(env, log_dir, spec.node)}")
+        if shell_form:  # as a Dockerfile's `CMD <line>` starts it (step 12): /bin/sh -c, exec'ing only if told to
+            argv = shell_form_argv(argv, spec.execs)
         self.process = ServiceProcess(f"worker {spec.node}", argv, env=env, cwd=self.workspace,
                                       log_path=Path(log_dir) / f"worker-{spec.node}.log", writable=data_folders(env))
         self.problem = None
@@ -136,6 +140,17 @@ class CeleryWorker(CeleryProcess):
         match = re.search(r"^ \S*\s*(\S+@\S+) v\d", self.log(), flags=re.M)
         return match.group(1) if match else None
 
+    def main_pid(self):
+        """The pid of the worker's main process: the process started, or, when a shell started it and
+        waits for it (shell form without exec), the shell's child."""
+        try:
+            started = psutil.Process(self.process.pid)
+            if started.name() not in SHELLS:
+                return started.pid
+            return next((child.pid for child in started.children() if child.name() not in SHELLS), None)
+        except psutil.Error:
+            return None
+
     def kill_pool_process(self, pid, timeout=5.0):
         """SIGKILL one pool process, as the out-of-memory killer would, with the worker's main process
         paused until the kernel has made the dead process a zombie.
@@ -146,7 +161,7 @@ class CeleryWorker(CeleryProcess):
         stops watching, and notices the death only at its pool check, up to 5 s later (billiard's
         maintain_pool timer). Paused, it always wakes after, and notices at once: the same Celery code
         path, without the lottery."""
-        main = self.process.pid
+        main = self.main_pid() or self.process.pid
         os.kill(main, signal.SIGSTOP)
         try:
             os.kill(pid, signal.SIGKILL)
@@ -158,9 +173,17 @@ class CeleryWorker(CeleryProcess):
 
     def pool_pids(self):
         try:
-            return [child.pid for child in psutil.Process(self.process.pid).children()]
+            return [child.pid for child in psutil.Process(self.main_pid() or self.process.pid).children()]
         except psutil.Error:
             return []
+
+
+SHELLS = ("sh", "dash", "bash")
+
+
+def shell_form_argv(argv, execs):
+    """``argv`` the way a shell-form command line runs it: ``/bin/sh -c "[exec ]COMMAND"``."""
+    return ["/bin/sh", "-c", ("exec " if execs else "") + shlex.join(argv)]
 
 
 _ID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"

@@ -1,0 +1,298 @@
+"""Step 12 — deploys without losing work: stop workers warmly, and recycle leaky processes.
+ステップ 12 — 処理を失わないデプロイ: ワーカーを穏やかに止め、メモリが漏れるプロセスを入れ替える
+
+What you see
+    A deploy stops the old workers and starts new ones. It stops a process the way `docker stop`,
+    Kubernetes and systemd do: SIGTERM to the process it started, then, after a grace period
+    (`docker stop`: 10 s, Kubernetes: 30 s), SIGKILL. What the worker was doing in between is
+    what this step is about.
+
+    - SIGTERM is Celery's *warm* shutdown ("worker: Warm shutdown (MainProcess)" in its log):
+      it takes no new task, lets the running ones finish, and exits. The messages it had
+      prefetched but not started go back to Redis ("Restoring 1 unacknowledged message(s)"),
+      where the new workers take them. Nothing is lost.
+    - SIGQUIT (or a second Ctrl-C) is the *cold* shutdown: the running tasks are cancelled. A
+      task without acks_late had its message acknowledged when it started: it ends RETRY
+      ("cancelled by Celery") and nothing runs it again. (Celery 5.5's soft shutdown,
+      ``worker_soft_shutdown_timeout``, off by default, first lets them run that many seconds;
+      ``worker_enable_soft_shutdown_on_idle`` waits even with nothing running.)
+    - SIGKILL cannot be caught: the running task stays STARTED for ever, as in step 6. With
+      acks_late its message comes back only after Redis's visibility timeout (one hour).
+
+    So a deploy must send SIGTERM to Celery itself, and wait for the longest task. The trap:
+    the *shell form*. A Dockerfile's ``CMD celery -A handson worker`` runs
+    ``/bin/sh -c "celery -A handson worker"``, and so does any ``sh -c '...'``: the process the
+    deploy signals is the shell. Debian's /bin/sh (dash) runs celery as its child and does not
+    pass SIGTERM on: the worker never hears it, goes on taking tasks, and the SIGKILL at the end
+    of the grace period kills it mid-task. ``exec celery ...`` makes the shell replace itself
+    with celery, which then gets the SIGTERM (or write the exec form, ``CMD ["celery", ...]``).
+
+    The lab deploys your handson/Procfile that way: it starts the first worker line in shell
+    form, sends it SIGTERM while a hello runs, and watches.
+
+    Memory: a pool process lives as long as the worker, and runs task after task. A leak
+    (handson/imports.py keeps 8 MiB for good on every call, as a cache that only grows would)
+    makes it grow until the machine swaps or the kernel kills it. ``worker_max_tasks_per_child``
+    replaces a pool process with a fresh one after that many tasks; ``worker_max_memory_per_child``
+    (KiB) after the task during which it grew past that much.
+
+What you build
+        # handson/Procfile: exec before every command
+        default: exec celery -A handson worker --concurrency=4 -n default@%h -l info
+        slow: exec celery -A handson worker -Q slow --concurrency=1 --prefetch-multiplier=1 -n slow@%h -l info
+        beat: exec celery -A handson beat -l info
+
+        # handson/settings.py
+        CELERY_WORKER_MAX_TASKS_PER_CHILD = 5  # real apps: hundreds; the lab's leak is quick
+
+        # handson/tasks.py
+        @shared_task
+        def import_batch(batch):
+            return imports.load(batch)  # {"batch", "pid", "leaked_mib", "rss_mib"}
+
+        # handson/views.py: Step12 sends imports.BATCHES imports
+        class TaskStep12(View):
+            def post(self, request, *args, **kwargs):
+                for batch in range(1, imports.BATCHES + 1):
+                    import_batch.delay(batch)
+                return redirect(reverse("base"))
+
+    The lab presses Step12 and reads each import's result: no pool process may run more than 5
+    of them, so none holds more than 5 x 8 MiB of leak.
+
+Files to edit
+    handson/Procfile     ``exec`` before ``celery`` on every line
+    handson/settings.py  CELERY_WORKER_MAX_TASKS_PER_CHILD = 5
+    handson/tasks.py     import_batch (``from . import imports``)
+    handson/views.py     TaskStep12 (``from . import imports``, import_batch from .tasks)
+    handson/urls.py      path("handson/task_step12", views.TaskStep12.as_view(), name="task_step12")
+
+Watch for
+    - A deploy waits for the longest task only as long as its grace period: a task longer than
+      that is killed anyway. Give the platform a grace longer than your longest task, or make
+      long tasks safe to run again (step 6: acks_late, idempotency).
+    - ``--max-tasks-per-child=5`` on the worker's line does the same as the setting.
+
+見えること
+    デプロイは古いワーカーを止めて新しいワーカーを起動します。止め方は `docker stop`、Kubernetes、
+    systemd と同じで、起動したプロセスに SIGTERM を送り、猶予期間 (`docker stop`: 10 秒、Kubernetes:
+    30 秒) の後に SIGKILL を送ります。その間にワーカーが何をするかが、このステップの主題です。
+
+    - SIGTERM は Celery の *ウォーム* シャットダウンです (ログに "worker: Warm shutdown (MainProcess)")。
+      新しいタスクを取らず、実行中のタスクを最後まで実行して終了します。先読みしたが始めていない
+      メッセージは Redis に戻り ("Restoring 1 unacknowledged message(s)")、新しいワーカーが受け取ります。
+      何も失われません。
+    - SIGQUIT (または 2 回目の Ctrl-C) は *コールド* シャットダウンです。実行中のタスクは取り消されます。
+      acks_late でないタスクのメッセージは開始時に確認応答済みなので、RETRY ("cancelled by Celery") で
+      終わり、もう誰も実行しません。(Celery 5.5 のソフトシャットダウン ``worker_soft_shutdown_timeout``
+      は既定で無効です。有効にすると、先にその秒数だけ実行を続けさせます。
+      ``worker_enable_soft_shutdown_on_idle`` は実行中のタスクがなくても待ちます。)
+    - SIGKILL は捕まえられません。実行中のタスクはステップ 6 と同じく永遠に STARTED のままです。
+      acks_late なら、そのメッセージは Redis の可視性タイムアウト (1 時間) の後にだけ戻ります。
+
+    つまりデプロイは SIGTERM を Celery 自身に送り、いちばん長いタスクを待つ必要があります。落とし穴は
+    *シェル形式* です。Dockerfile の ``CMD celery -A handson worker`` は
+    ``/bin/sh -c "celery -A handson worker"`` を実行します。``sh -c '...'`` も同じです。デプロイが
+    シグナルを送るのはシェルです。Debian の /bin/sh (dash) は celery を子プロセスとして実行し、SIGTERM を
+    渡しません。ワーカーはそれを知らずにタスクを取り続け、猶予期間の終わりの SIGKILL でタスクの途中で
+    殺されます。``exec celery ...`` と書くとシェルは自分を celery に置き換え、celery が SIGTERM を受け取り
+    ます (Dockerfile なら exec 形式 ``CMD ["celery", ...]``)。
+
+    ラボは handson/Procfile をそのようにデプロイします。最初のワーカーの行をシェル形式で起動し、hello の
+    実行中に SIGTERM を送って様子を見ます。
+
+    メモリ: プールプロセスはワーカーと同じだけ生き、タスクを次々に実行します。メモリリーク
+    (handson/imports.py は呼ばれるたびに 8 MiB を手放さずに持ちます。増える一方のキャッシュのように)
+    があると、マシンがスワップするかカーネルに殺されるまで大きくなります。
+    ``worker_max_tasks_per_child`` はその数のタスクの後にプールプロセスを新しいものに入れ替えます。
+    ``worker_max_memory_per_child`` (KiB) はその大きさを超えたタスクの後に入れ替えます。
+
+作るもの
+    上のコードのとおりです。ラボは Step12 を押して各インポートの結果を読みます。5 個より多く実行した
+    プールプロセスがあってはならず、したがってどのプロセスも 5 x 8 MiB より多くは漏らしません。
+
+編集するファイル
+    handson/Procfile     すべての行の ``celery`` の前に ``exec``
+    handson/settings.py  CELERY_WORKER_MAX_TASKS_PER_CHILD = 5
+    handson/tasks.py     import_batch (``from . import imports``)
+    handson/views.py     TaskStep12 (``from . import imports``、.tasks から import_batch)
+    handson/urls.py      path("handson/task_step12", views.TaskStep12.as_view(), name="task_step12")
+
+注意
+    - デプロイがいちばん長いタスクを待つのは猶予期間の間だけです。それより長いタスクはやはり殺されます。
+      猶予期間を最長のタスクより長くするか、長いタスクを再実行しても安全にします (ステップ 6: acks_late、
+      冪等性)。
+    - ワーカーの行に ``--max-tasks-per-child=5`` と書いても設定と同じです。
+"""
+import os
+import signal
+from collections import Counter
+
+import pytest
+
+from labs.harness.i18n import say
+from labs.harness.lesson.checks import (
+    HELLO,
+    STEP2,
+    declared_processes,
+    declared_workers,
+    press_for_new_tasks,
+    require,
+    send_hello_and_see_it_received,
+)
+from labs.harness.lesson.waiting import wait_for
+from labs.harness.services.worker import CeleryWorker
+
+# The web server only: every test starts the worker it needs from handson/Procfile, and stops it.
+pytestmark = [pytest.mark.lab, pytest.mark.stack(workers=[])]
+STEP12 = ("Step12", "TaskStep12", "task_step12", "/handson/task_step12")
+IMPORT_BATCH = "handson.tasks.import_batch"
+BATCHES = 24  # handson/imports.py's BATCHES: what one press of Step12 sends
+MAX_TASKS = 5
+LEAK_MIB = 8
+WARM = "worker: Warm shutdown (MainProcess)"
+EXEC_LINE = "default: exec celery -A handson worker --concurrency=4 -n default@%h -l info"
+MAX_TASKS_SETTING = f"CELERY_WORKER_MAX_TASKS_PER_CHILD = {MAX_TASKS}"
+
+
+def _start_first_worker(lab_stack, broker_control, workspace, shell_form):
+    """The first worker line of handson/Procfile, started on the lab's Redis (in shell form: /bin/sh -c, as
+    a Dockerfile's `CMD <line>` runs it), with the default queue empty."""
+    spec = declared_workers(workspace)[0]
+    broker_control.purge({"celery", *spec.queues})
+    worker = CeleryWorker(workspace, lab_stack.redis, lab_stack.env, lab_stack.log_dir, spec, shell_form=shell_form)
+    return worker.start()
+
+
+@pytest.fixture
+def deployed_worker(lab_stack, broker_control, workspace):
+    worker = _start_first_worker(lab_stack, broker_control, workspace, shell_form=True)
+    yield worker
+    worker.stop()  # the whole group: a shell's child that never heard SIGTERM too
+
+
+@pytest.fixture
+def first_worker(lab_stack, broker_control, workspace):
+    worker = _start_first_worker(lab_stack, broker_control, workspace, shell_form=False)
+    yield worker
+    worker.stop()
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _lines_without_exec(workspace):
+    return [spec.node if hasattr(spec, "node") else spec.name for spec in declared_processes(workspace)
+            if not spec.execs]
+
+
+def test_a_deploy_sigterm_lets_the_running_task_finish(web, deployed_worker, result_backend, broker_control,
+                                                      workspace, sleep_seconds):
+    """SIGTERM to the process the deploy started (the first worker line in shell form) while a hello runs:
+    the worker shuts down warm, the hello ends SUCCESS, the worker exits, and a hello sent after the SIGTERM
+    waits in Redis for the next worker."""
+    worker = deployed_worker
+    worker.require_running()
+    _, running = send_hello_and_see_it_received(web, worker)
+    started = wait_for(lambda: result_backend.state(running) == "STARTED", timeout=10)
+    require(started, say(
+        f"hello {running} never showed STARTED (it is {result_backend.state(running)}): finish step 3 first, "
+        "CELERY_TASK_TRACK_STARTED = True.",
+        f"hello {running} が STARTED になりませんでした (現在 {result_backend.state(running)})。先にステップ 3 を"
+        "終えてください: CELERY_TASK_TRACK_STARTED = True。",
+    ))
+    started_pid, celery_pid = worker.process.pid, worker.main_pid()
+    os.kill(started_pid, signal.SIGTERM)  # what `docker stop` does: to the process it started, and only to it
+    [after] = press_for_new_tasks(web, *STEP2, HELLO, 1)
+
+    # The evidence: the process the deploy started is gone, or celery says it shuts down warm.
+    wait_for(lambda: not worker.process.running() or WARM in worker.log(), timeout=10)
+    exited = not worker.process.running()
+    require(not (exited and celery_pid != started_pid and celery_pid and _alive(celery_pid)), say(
+        f"The deploy sent SIGTERM to the process it started, /bin/sh (pid {started_pid}): the shell exited, and "
+        f"celery under it (pid {celery_pid}) never heard it; it goes on taking tasks, and the platform's SIGKILL "
+        "after its grace period (docker stop: 10 s) kills the running task mid-way. A shell-form line must replace "
+        f"the shell with celery: write exec before celery in handson/Procfile, {EXEC_LINE}.",
+        f"デプロイは起動したプロセス /bin/sh (pid {started_pid}) に SIGTERM を送りました。シェルは終了し、その下の "
+        f"celery (pid {celery_pid}) は何も知りません。タスクを取り続け、猶予期間の後のプラットフォームの SIGKILL "
+        "(docker stop: 10 秒) で実行中のタスクが途中で殺されます。シェル形式の行ではシェルを celery に置き換えて"
+        f"ください: handson/Procfile で celery の前に exec を書きます。{EXEC_LINE}",
+    ))
+    require(WARM in worker.log(), say(
+        f"celery's log does not say \"{WARM}\" after SIGTERM:\n{worker.log_tail(15)}",
+        f"SIGTERM の後、celery のログに \"{WARM}\" がありません:\n{worker.log_tail(15)}",
+    ))
+    wait_for(lambda: not worker.process.running(), timeout=sleep_seconds + 15)
+    require(not worker.process.running(), say(
+        f"The worker was still running {sleep_seconds + 15:g} s after SIGTERM, with a hello of {sleep_seconds:g} s "
+        "to finish: a warm shutdown waits for the running tasks only.",
+        f"SIGTERM から {sleep_seconds + 15:g} 秒たってもワーカーが動いています。残りは {sleep_seconds:g} 秒の hello "
+        "だけでした。ウォームシャットダウンが待つのは実行中のタスクだけです。",
+    ))
+    finished = result_backend.state(running)
+    assert finished == "SUCCESS", say(
+        f"The hello that ran when SIGTERM came ended {finished}: a warm shutdown lets it finish (SUCCESS).",
+        f"SIGTERM が来たとき実行中だった hello が {finished} で終わりました。ウォームシャットダウンでは最後まで"
+        "実行されます (SUCCESS)。",
+    )
+    waiting = broker_control.queued("celery")
+    assert after["id"] in waiting and result_backend.state(after["id"]) is None, say(
+        f"The hello sent after SIGTERM ({after['id']}) is {result_backend.state(after['id'])}, and "
+        f"{'in' if after['id'] in waiting else 'not in'} the queue: a stopping worker starts no new task, and what "
+        "it had prefetched goes back to Redis for the next worker.",
+        f"SIGTERM の後に送った hello ({after['id']}) は {result_backend.state(after['id'])} で、キューに"
+        f"{'あります' if after['id'] in waiting else 'ありません'}。停止中のワーカーは新しいタスクを始めず、先読みした"
+        "ものは次のワーカーのために Redis に戻ります。",
+    )
+    without = _lines_without_exec(workspace)
+    assert not without, say(
+        f"handson/Procfile: {', '.join(without)} still start{'s' if len(without) == 1 else ''} without exec; in shell "
+        "form a deploy's SIGTERM would not reach them. Write exec before celery on every line.",
+        f"handson/Procfile: {', '.join(without)} はまだ exec なしで起動します。シェル形式ではデプロイの SIGTERM が"
+        "届きません。すべての行で celery の前に exec を書いてください。",
+    )
+
+
+def test_a_leaky_pool_process_is_replaced_after_five_tasks(web, first_worker, result_backend, sleep_seconds):
+    """Step12 sends BATCHES imports, each of which leaks 8 MiB in the pool process that runs it: no pool process
+    runs more than MAX_TASKS of them (worker_max_tasks_per_child), and fresh ones take over."""
+    worker = first_worker
+    worker.require_running()
+    sent = press_for_new_tasks(web, *STEP12, IMPORT_BATCH, BATCHES)
+    ids = [task["id"] for task in sent]
+    wait_for(lambda: all(result_backend.state(task_id) in ("SUCCESS", "FAILURE") for task_id in ids),
+             timeout=sleep_seconds + 30)
+    results = {task_id: result_backend.meta(task_id) or {} for task_id in ids}
+    failed = [(task_id, meta.get("status"), meta.get("result")) for task_id, meta in results.items()
+              if meta.get("status") != "SUCCESS" or not isinstance(meta.get("result"), dict)]
+    require(not failed, say(
+        f"{len(failed)} of {BATCHES} imports did not end SUCCESS with imports.load's answer, e.g. {failed[0] if failed else ''}: "
+        "import_batch(batch) should return imports.load(batch).",
+        f"{BATCHES} 個のうち {len(failed)} 個のインポートが imports.load の答えで SUCCESS になりませんでした "
+        f"(例: {failed[0] if failed else ''})。import_batch(batch) は imports.load(batch) を返します。",
+    ))
+    ran = Counter(meta["result"]["pid"] for meta in results.values())
+    held = {}
+    for meta in results.values():
+        held[meta["result"]["pid"]] = max(held.get(meta["result"]["pid"], 0), meta["result"]["leaked_mib"])
+    busiest, count = ran.most_common(1)[0]
+    assert count <= MAX_TASKS, say(
+        f"Pool process {busiest} ran {count} of the {BATCHES} imports and held {held[busiest]} MiB of leak at the "
+        f"end ({len(ran)} pool processes in all): nothing replaces a process that leaks. In handson/settings.py "
+        f"write {MAX_TASKS_SETTING}: after {MAX_TASKS} tasks the worker replaces the pool process with a fresh one.",
+        f"プールプロセス {busiest} が {BATCHES} 個のインポートのうち {count} 個を実行し、最後には {held[busiest]} MiB の"
+        f"リークを抱えていました (プールプロセスは全部で {len(ran)} 個)。漏れるプロセスを入れ替えるものがありません。"
+        f"handson/settings.py に {MAX_TASKS_SETTING} と書くと、{MAX_TASKS} タスクの後にワーカーがプールプロセスを"
+        "新しいものに入れ替えます。",
+    )
+    assert max(held.values()) <= MAX_TASKS * LEAK_MIB and len(ran) >= BATCHES // MAX_TASKS, say(
+        f"{len(ran)} pool processes ran the {BATCHES} imports, the largest holding {max(held.values())} MiB: "
+        f"expected fresh processes after every {MAX_TASKS} tasks ({MAX_TASKS_SETTING}).",
+        f"{BATCHES} 個のインポートを {len(ran)} 個のプールプロセスが実行し、最大のものは {max(held.values())} MiB を"
+        f"抱えていました。{MAX_TASKS} タスクごとに新しいプロセスになるはずです ({MAX_TASKS_SETTING})。",
+    )
