@@ -17,13 +17,13 @@ LAB_OPTS := $(if $(filter 1 yes true,$(SOLUTION)),--solution,)
 # FLOWER=1 make run: Flower too.
 WANT_FLOWER := $(filter 1 yes true,$(FLOWER))
 
-.PHONY: help install doctor test test-unprivileged lint run flower step1 step2 step3 step4 step5 step6 step7 step8 step9 step10 step11 step12 lab bench clean status hint watch reset grade
+.PHONY: help install doctor test test-unprivileged lint run flower step1 step2 step3 step4 step5 step6 step7 step8 step9 step10 step11 step12 step13 lab bench clean status hint watch reset grade
 
 help:
 	@echo "make run        the hands-on app at http://127.0.0.1:$${PORT:-8000}/handson (Ctrl-C stops it)"
 	@echo "                FLOWER=1: Flower too, at http://127.0.0.1:$${FLOWER_PORT:-5555}"
 	@echo "make flower     Flower (the Celery monitor) beside a running make run"
-	@echo "make step1..12  check one step of your handson/ (SOLUTION=1: the reference)"
+	@echo "make step1..13  check one step of your handson/ (SOLUTION=1: the reference)"
 	@echo "make lab        every step, in parallel"
 	@echo "make test       the project's own tests (labs on the reference + lab integrity)"
 	@echo "make bench      how long the lab takes, and its overhead beyond the sleeps (AT_SCALE=1: 10,000 and 100,000 tasks)"
@@ -59,7 +59,7 @@ run: $(STAMP) $(if $(WANT_FLOWER),$(FLOWER_STAMP))
 flower: $(FLOWER_STAMP)
 	$(PY) -m labs.harness.tools.flower
 
-step1 step2 step3 step4 step5 step6 step7 step8 step9 step10 step11 step12: $(STAMP)
+step1 step2 step3 step4 step5 step6 step7 step8 step9 step10 step11 step12 step13: $(STAMP)
 	$(PYTEST) labs/test_$@.py $(LAB_OPTS)
 
 # In parallel: every pytest-xdist worker starts its own stack; one module stays on one worker.

@@ -13,7 +13,8 @@ from . import tasklog
 BUTTONS = [("Step1", "task_step1", 1), ("Step2", "task_step2", 2), ("StopAllTasks", "task_step4", 4),
            ("Step5", "task_step5", 5), ("Step6", "task_step6", 6),
            ("Step7", "task_step7", 7), ("Step8", "task_step8", 8), ("Step9", "task_step9", 9),
-           ("Step10", "task_step10", 10), ("Step12", "task_step12", 12)]
+           ("Step10", "task_step10", 10), ("Step12", "task_step12", 12),
+           ("Step13", "task_step13", 13)]
 # Buttons that post more than a click: {label: {field: value}}, shown as inputs of their form.
 FIELDS = {"Step9": {"item": "mug", "amount": 3000}, "Step10": {"regions": "north,south,east,west"}}
 

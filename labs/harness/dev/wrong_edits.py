@@ -159,4 +159,18 @@ EDITS = [
     WrongEdit("no recycling of leaky pool processes", 12, 12, "handson/settings.py",
               "CELERY_WORKER_MAX_TASKS_PER_CHILD = 5\n", "", ("CELERY_WORKER_MAX_TASKS_PER_CHILD = 5",),
               "test_a_leaky_pool_process_is_replaced_after_five_tasks"),
+    WrongEdit("OperationalError not caught (a 500 while Redis is down)", 13, 13, "handson/views.py",
+              """        try:
+            # retry=False: one attempt, bounded by the broker's socket timeouts (settings.py), no retries.
+            hello.apply_async(("hello world",), retry=False)
+        except OperationalError as error:
+            return HttpResponse(f"Redis (the broker) cannot be reached, nothing was sent: {error}", status=503)
+""", """        hello.apply_async(("hello world",), retry=False)
+""", ("except OperationalError",), "test_with_redis_down_step13_answers_503_at_once"),
+    WrongEdit("an unbounded publish (no socket timeout for the broker)", 13, 13, "handson/settings.py",
+              'CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": 1, "socket_connect_timeout": 1}\n', "",
+              ("CELERY_BROKER_TRANSPORT_OPTIONS",), "test_with_redis_silent_step13_answers_503_within_the_bound"),
+    WrongEdit("Celery's default publish retries over a silent Redis", 13, 13, "handson/views.py",
+              'hello.apply_async(("hello world",), retry=False)', 'hello.delay("hello world")', ("retry=False",),
+              "test_with_redis_silent_step13_answers_503_within_the_bound"),
 ]

@@ -18,6 +18,7 @@ from pathlib import Path
 from . import confine
 from .app_env import app_env
 from .beat import BeatSpec, CeleryBeat
+from .link import RedisLink
 from .web import DjangoServer
 from .worker import CeleryWorker, WorkerSpec
 
@@ -32,11 +33,12 @@ class StackSpec:
     # app sending a task-sent event with each task. `make run` turns them on; the labs do not.
     events: bool = False
     beats: tuple = ()  # `celery beat` processes (step 11); none unless declared
+    linked: bool = False  # the app reaches Redis through a relay the lab can cut (services/link.py, step 13)
 
     @classmethod
-    def declared(cls, workers=None, web=True, beats=()):
+    def declared(cls, workers=None, web=True, beats=(), linked=False):
         """A spec from a ``stack`` marker's arguments (lists become tuples, so specs compare)."""
-        return cls(tuple(workers) if workers is not None else cls.workers, web, beats=tuple(beats))
+        return cls(tuple(workers) if workers is not None else cls.workers, web, beats=tuple(beats), linked=linked)
 
     @classmethod
     def from_procfile(cls, specs, **options):
@@ -55,6 +57,7 @@ class Stack:
         self.log_dir, self.spec, self.web_port, self.own_redis = Path(log_dir), spec, web_port, own_redis
         self.payments = payments  # who answers handson/payments.py: "clock", or "lab" (the labs)
         self.env, self.workers, self.beats, self.web = None, [], [], None
+        self.link = None  # the RedisLink the app goes through (spec.linked), else None
         self._redis_started = False
 
     def __enter__(self):
@@ -86,9 +89,12 @@ class Stack:
             data = self.log_dir / "data"
             data.mkdir(exist_ok=True)
             confine.hand_over(data)
-            self.env = app_env(self.workspace, self.redis, self.sleep, database=data / "handson.sqlite3",
+            if self.spec.linked:
+                self.link = RedisLink(self.redis).start()
+            app_redis = self.link or self.redis  # where the app's processes find Redis
+            self.env = app_env(self.workspace, app_redis, self.sleep, database=data / "handson.sqlite3",
                                payments=self.payments)
-            self.workers = [CeleryWorker(self.workspace, self.redis, self.env, self.log_dir,
+            self.workers = [CeleryWorker(self.workspace, app_redis, self.env, self.log_dir,
                                          replace(spec, events=True) if self.spec.events else spec)
                             for spec in self.spec.workers]
             self.beats = [CeleryBeat(self.workspace, self.env, self.log_dir, spec) for spec in self.spec.beats]
@@ -127,6 +133,9 @@ class Stack:
         """Stop web, beats, workers, then Redis (if started here); safe to call twice."""
         for service in reversed(self.services()):
             service.stop()
+        if self.link is not None:
+            self.link.stop()
+            self.link = None
         if self._redis_started:
             self.redis.stop()
             self._redis_started = False

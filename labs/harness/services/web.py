@@ -121,27 +121,29 @@ class WebClient:
     def get(self, path):
         return self._send("GET", path)
 
-    def post(self, path, fields=None):
-        """POST like the page's forms do (with their ``fields``), with the CSRF token from the page's cookie."""
+    def post(self, path, fields=None, *, timeout=None, accept=()):
+        """POST like the page's forms do (with their ``fields``), with the CSRF token from the page's cookie.
+        ``timeout``: seconds to wait for the answer (the client's default otherwise); ``accept``: 5xx statuses
+        that are an answer here (step 13's 503), not a server problem."""
         if "csrftoken" not in self.session.cookies:
             self.get("/handson")
         token = self.session.cookies.get("csrftoken", "")
         return self._send("POST", path, data={**(fields or {}), "csrfmiddlewaretoken": token},
-                          headers={"Referer": self.server.url + "/handson"})
+                          headers={"Referer": self.server.url + "/handson"}, timeout=timeout, accept=accept)
 
-    def _send(self, method, path, **kwargs):
+    def _send(self, method, path, timeout=None, accept=(), **kwargs):
         self.server.require_running()
         process = self.server.process
         log_mark = process.log_size()
         started = time.monotonic()
         try:
             response = self.session.request(method, self.server.url + path, allow_redirects=False,
-                                            timeout=self.timeout, **kwargs)
+                                            timeout=timeout or self.timeout, **kwargs)
         except requests.RequestException as problem:
             raise ServiceProblem(Cause("web", "no_answer", {"method": method, "path": path, "error": str(problem)},
                                        process.log_tail())) from None
         answer = Answer(response, time.monotonic() - started)
-        if answer.status >= 500:
+        if answer.status >= 500 and answer.status not in accept:
             log = process.log_text(log_mark)
             raise ServiceProblem(Cause("web", "server_error", {
                 "method": method, "path": path, "status": answer.status,

@@ -1,0 +1,267 @@
+"""Step 13 — when Redis goes away: answer at once, and take work again when it is back.
+ステップ 13 — Redis がいなくなったとき: すぐに答え、戻ったら仕事を再開する
+
+What you see
+    Redis goes away in two ways, and the app meets both:
+
+    - *Down*: Redis crashed or restarts. Every connection is closed, new ones fail at once.
+      ``.delay()`` learns it at once: Celery retries the publish (``task_publish_retry``, on
+      by default, with ``task_publish_retry_policy``: 3 retries, 0, 0.2 then 0.4 s apart) and
+      raises ``kombu.exceptions.OperationalError``. Uncaught, that is a 500 page.
+    - *Silent*: a network partition, a failover, a frozen host. The connections stay open and
+      nothing answers. Kombu's Redis transport waits for an answer without limit unless it is
+      given a ``socket_timeout`` (``broker_transport_options``; Kombu's default is None, for
+      ever), so ``.delay()`` never returns: the single-threaded web server hangs, and every
+      other request waits behind it, for as long as the outage lasts.
+
+    The lab puts a relay between the app and Redis and cuts it both ways while the app runs
+    (Redis itself keeps running, so nothing is lost): the Step13 view must answer a 503 that
+    says Redis cannot be reached, within a second or so when Redis is down, and within
+    SILENT_BOUND seconds when it is silent (the given task list, handson/tasklog.py, already
+    waits up to 2 s for Redis before the publish; the rest is your publish's own bound).
+
+    The worker, on the other hand, needs nothing from you here: when its connection drops it
+    logs "consumer: Connection to broker lost. Trying to re-establish the connection...",
+    tries again every 2 s, 4 s, 6 s ... (up to 30 s apart) for ``broker_connection_max_retries``
+    attempts (100), and takes tasks again once Redis is back (``broker_connection_retry``, True by
+    default). The lab checks that on the real worker: a task sent after the outage succeeds. (A
+    worker that has run out of attempts exits; in production a supervisor restarts it:
+    systemd's ``Restart=always``, Docker's ``restart: unless-stopped``, Kubernetes.) ``broker_heartbeat``
+    does not apply to Redis (Kombu's Redis transport has no heartbeats); its own check of a
+    silent connection is the transport option ``health_check_interval`` (25 s).
+
+What you build
+        # handson/settings.py: bounded waits for the broker
+        CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": 1, "socket_connect_timeout": 1}
+
+        # handson/views.py
+        from kombu.exceptions import OperationalError
+
+        class TaskStep13(View):
+            def post(self, request, *args, **kwargs):
+                try:
+                    hello.apply_async(("hello world",), retry=False)
+                except OperationalError as error:
+                    return HttpResponse(f"Redis (the broker) cannot be reached, nothing was sent: {error}",
+                                        status=503)
+                return redirect(reverse("base"))
+
+    ``retry=False``: one attempt, bounded by the socket timeout. With Celery's default retries
+    each retry waits the socket timeout again (four attempts: over 4 s in a silent outage). To
+    keep some retries, give a smaller policy:
+    ``CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}``.
+
+Files to edit
+    handson/settings.py  CELERY_BROKER_TRANSPORT_OPTIONS
+    handson/views.py     TaskStep13
+    handson/urls.py      path("handson/task_step13", views.TaskStep13.as_view(), name="task_step13")
+
+Watch for
+    - A 503 is the honest answer: the task was not sent. Saying "done" and losing it is worse;
+      queueing it elsewhere (a database table a later job sends from) is the next step up, the
+      "outbox" of step 9's transaction.
+    - The result backend is a Redis client too: ``redis_socket_timeout`` (120 s by default) and
+      ``redis_socket_connect_timeout`` bound its waits.
+
+見えること
+    Redis がいなくなり方は 2 通りあり、アプリはどちらにも出会います。
+
+    - *ダウン*: Redis がクラッシュしたか再起動中です。接続はすべて閉じられ、新しい接続はすぐに失敗します。
+      ``.delay()`` はすぐに気づきます。Celery は送信をリトライし (``task_publish_retry``、既定で有効、
+      ``task_publish_retry_policy``: 3 回、間隔 0、0.2、0.4 秒)、``kombu.exceptions.OperationalError`` を
+      送出します。捕まえなければ 500 のページです。
+    - *無応答*: ネットワーク分断、フェイルオーバー、固まったホスト。接続は開いたままで、誰も答えません。
+      Kombu の Redis トランスポートは ``socket_timeout`` (``broker_transport_options``。Kombu の既定は None、
+      無期限) がない限り答えを無制限に待つので、``.delay()`` は戻りません。シングルスレッドの Web サーバーは
+      固まり、他のリクエストもすべて、障害が続く間その後ろで待たされます。
+
+    ラボはアプリと Redis の間に中継を置き、アプリの動作中にそれを両方の形で断ちます (Redis 自体は動き
+    続けるので何も失われません)。Step13 ビューは Redis に届かないことを伝える 503 を、ダウンなら 1 秒
+    ほどで、無応答なら SILENT_BOUND 秒以内に返す必要があります (用意済みのタスク一覧 handson/tasklog.py は
+    送信の前に Redis を最大 2 秒待ちます。残りはあなたの送信自身の上限です)。
+
+    一方ワーカーには、ここでは何もする必要がありません。接続が切れると "consumer: Connection to broker
+    lost. Trying to re-establish the connection..." とログに出し、2 秒、4 秒、6 秒… (最大 30 秒間隔) ごとに
+    ``broker_connection_max_retries`` 回 (100 回) まで再接続を試み、Redis が戻ればまたタスクを受け取ります
+    (``broker_connection_retry``、既定で True)。ラボは本物のワーカーでそれを確かめます: 障害の後に送った
+    タスクが成功すること。(試行回数を使い切ったワーカーは終了します。本番ではスーパーバイザーが再起動
+    します: systemd の ``Restart=always``、Docker の ``restart: unless-stopped``、Kubernetes。)
+    ``broker_heartbeat`` は Redis には効きません (Kombu の Redis トランスポートにはハートビートがありません)。
+    無応答の接続を調べるのはトランスポートのオプション ``health_check_interval`` (25 秒) です。
+
+作るもの
+    上のコードのとおりです。``retry=False``: 試行は 1 回で、ソケットのタイムアウトで上限が決まります。
+    Celery の既定のリトライでは、リトライのたびにソケットのタイムアウトをもう一度待ちます (4 回の試行:
+    無応答の障害では 4 秒以上)。リトライを残すなら小さいポリシーにします:
+    ``CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}``。
+
+編集するファイル
+    handson/settings.py  CELERY_BROKER_TRANSPORT_OPTIONS
+    handson/views.py     TaskStep13
+    handson/urls.py      path("handson/task_step13", views.TaskStep13.as_view(), name="task_step13")
+
+注意
+    - 503 が正直な答えです。タスクは送られていません。「完了」と言って失うほうが悪いのです。別の場所
+      (後でジョブが送り出すデータベースのテーブル) に貯めるのが次の段階で、ステップ 9 のトランザクションの
+      「アウトボックス」です。
+    - 結果バックエンドも Redis のクライアントです。``redis_socket_timeout`` (既定 120 秒) と
+      ``redis_socket_connect_timeout`` がその待ち時間の上限です。
+"""
+import time
+
+import pytest
+
+from labs.harness.i18n import say
+from labs.harness.lesson.checks import find_button, press, received_ids, require
+from labs.harness.lesson.waiting import wait_for
+from labs.harness.services.causes import ServiceProblem
+from labs.harness.services.worker import WorkerSpec
+
+# The app reaches Redis through a relay the lab can cut (services/link.py).
+pytestmark = [pytest.mark.lab, pytest.mark.stack(workers=[WorkerSpec()], linked=True)]
+STEP13 = ("Step13", "TaskStep13", "task_step13", "/handson/task_step13")
+DOWN_BOUND = 3  # seconds: a Redis that is down is known at once (Celery's retries add 0.6 s)
+SILENT_BOUND = 5  # seconds: the task list's 2 s, then the publish's own bound
+HANG = 10  # seconds the lab waits for an answer before it calls the request hung
+OUTAGE = 3  # seconds Redis stays down before the worker is asked for work again
+TRANSPORT_OPTIONS = 'CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": 1, "socket_connect_timeout": 1}'
+CATCH = ("except OperationalError as error: return HttpResponse(f\"Redis (the broker) cannot be reached, "
+         "nothing was sent: {error}\", status=503)")
+
+
+@pytest.fixture
+def link(lab_stack):
+    """The relay between the app and Redis, whole again after the test, whatever happened in it."""
+    yield lab_stack.link
+    lab_stack.link.restore()
+
+
+def _healthy_press(web, celery_worker, result_backend, sleep_seconds):
+    """Step13 while Redis answers: it sends hello (302), and the worker runs it. Returns the button's URL."""
+    celery_worker.require_running()
+    mark = celery_worker.mark()
+    press(web, *STEP13)
+    sent = wait_for(lambda: received_ids(celery_worker.log(mark)), timeout=10)
+    require(sent, say(
+        "The worker received no hello after Step13 (Redis answering): TaskStep13.post should send "
+        "hello.apply_async((\"hello world\",), retry=False).",
+        "Step13 の後 (Redis は応答中)、ワーカーが hello を受け取りませんでした。TaskStep13.post で "
+        "hello.apply_async((\"hello world\",), retry=False) を送ってください。",
+    ))
+    wait_for(lambda: result_backend.state(sent[0]) == "SUCCESS", timeout=sleep_seconds + 10)
+    return find_button(web, *STEP13)
+
+
+def _post_during_outage(web, action):
+    """(answer or None when it hung, seconds, the server error's cause or None) of one Step13 POST."""
+    started = time.monotonic()
+    try:
+        return web.post(action, timeout=HANG, accept=(503,)), time.monotonic() - started, None
+    except ServiceProblem as problem:
+        return None, time.monotonic() - started, problem.cause
+
+
+def _server_free_again(web):
+    """After the outage: the web server answers again (a request that hung ends when Redis is back)."""
+    def answers():
+        try:
+            return web.get("/handson").status == 200
+        except ServiceProblem:
+            return False
+    return wait_for(answers, timeout=30, interval=0.2)
+
+
+def _require_503(answer, seconds, cause, bound, outage):
+    if cause is not None and cause.what == "server_error":
+        pytest.fail(say(
+            f"With Redis {outage}, Step13 answered {cause.detail.get('status')} ({cause.detail.get('headline')}): "
+            f"the publish raised, and nothing caught it. In TaskStep13.post catch it and say so: {CATCH}.",
+            f"Redis が{'ダウン' if outage == 'down' else '無応答'}のとき、Step13 は {cause.detail.get('status')} "
+            f"({cause.detail.get('headline')}) を返しました。送信が例外を出し、誰も捕まえていません。"
+            f"TaskStep13.post で捕まえて伝えてください: {CATCH}。",
+        ), pytrace=False)
+    require(answer is not None, say(
+        f"With Redis {outage}, Step13 did not answer within {HANG} s: .delay() waits for Redis without limit, and "
+        "the single-threaded server with it (Kombu's Redis transport has no socket timeout by default). In "
+        f"handson/settings.py write {TRANSPORT_OPTIONS}.",
+        f"Redis が{'ダウン' if outage == 'down' else '無応答'}のとき、Step13 は {HANG} 秒以内に答えませんでした。"
+        ".delay() は Redis を無制限に待ち、シングルスレッドのサーバーも一緒に止まります (Kombu の Redis "
+        f"トランスポートには既定でソケットのタイムアウトがありません)。handson/settings.py に {TRANSPORT_OPTIONS} と"
+        "書いてください。",
+    ))
+    require(answer.status == 503, say(
+        f"With Redis {outage}, Step13 answered {answer.status} {answer.location or answer.text[:200]!r}: the task "
+        f"cannot have been sent. Answer 503 and say so: {CATCH}.",
+        f"Redis が{'ダウン' if outage == 'down' else '無応答'}のとき、Step13 は {answer.status} "
+        f"{answer.location or answer.text[:200]!r} を返しました。タスクは送れていないはずです。503 で伝えてください: "
+        f"{CATCH}。",
+    ))
+    require(any(word in answer.text.lower() for word in ("redis", "broker")), say(
+        f"Step13's 503 says {answer.text[:200]!r}: say what is wrong, that Redis (the broker) cannot be reached.",
+        f"Step13 の 503 は {answer.text[:200]!r} です。何が起きたか、Redis (ブローカー) に届かないことを伝えてください。",
+    ))
+    require(seconds <= bound, say(
+        f"With Redis {outage}, Step13's 503 took {seconds:.1f} s (at most {bound} s): every publish retry waits the "
+        "socket timeout again (Celery's default: 3 retries). Send with hello.apply_async((\"hello world\",), "
+        "retry=False), or give CELERY_TASK_PUBLISH_RETRY_POLICY a max_retries of 1.",
+        f"Redis が{'ダウン' if outage == 'down' else '無応答'}のとき、Step13 の 503 に {seconds:.1f} 秒かかりました "
+        f"(上限 {bound} 秒)。送信のリトライのたびにソケットのタイムアウトをもう一度待ちます (Celery の既定: 3 回)。"
+        "hello.apply_async((\"hello world\",), retry=False) で送るか、CELERY_TASK_PUBLISH_RETRY_POLICY の "
+        "max_retries を 1 にしてください。",
+    ))
+
+
+def test_with_redis_down_step13_answers_503_at_once(web, celery_worker, result_backend, link, sleep_seconds):
+    """Redis down (every connection closed): Step13 answers 503, saying Redis cannot be reached, within DOWN_BOUND s."""
+    action = _healthy_press(web, celery_worker, result_backend, sleep_seconds)
+    link.go_down()
+    answer, seconds, cause = _post_during_outage(web, action)
+    link.restore()
+    _require_503(answer, seconds, cause, DOWN_BOUND, "down")
+
+
+def test_with_redis_silent_step13_answers_503_within_the_bound(web, celery_worker, result_backend, link,
+                                                               sleep_seconds):
+    """Redis silent (connections open, no answer): Step13 answers 503 within SILENT_BOUND s instead of hanging."""
+    action = _healthy_press(web, celery_worker, result_backend, sleep_seconds)
+    link.go_silent()
+    answer, seconds, cause = _post_during_outage(web, action)
+    link.restore()
+    _server_free_again(web)
+    _require_503(answer, seconds, cause, SILENT_BOUND, "silent")
+
+
+def test_when_redis_is_back_the_worker_takes_work_again(web, celery_worker, result_backend, link, sleep_seconds):
+    """After OUTAGE seconds of Redis down, the worker (which logged the lost connection) reconnects by itself:
+    a hello sent by Step13 once Redis is back ends SUCCESS."""
+    _healthy_press(web, celery_worker, result_backend, sleep_seconds)
+    mark = celery_worker.mark()
+    link.go_down()
+    lost = wait_for(lambda: "Connection to broker lost" in celery_worker.log(mark), timeout=OUTAGE + 10)
+    time.sleep(OUTAGE)  # the outage itself: how long Redis stays away, not a wait for a condition
+    link.restore()
+    require(lost, say(
+        f"The worker did not notice Redis going down (no \"Connection to broker lost\" in its log):\n"
+        f"{celery_worker.log_tail(15)}",
+        f"ワーカーが Redis のダウンに気づきませんでした (ログに \"Connection to broker lost\" がありません):\n"
+        f"{celery_worker.log_tail(15)}",
+    ))
+    press(web, *STEP13)
+    back = wait_for(lambda: received_ids(celery_worker.log(mark)), timeout=45)
+    require(back, say(
+        "Redis is back, and the worker took no task within 45 s: it should reconnect by itself "
+        "(broker_connection_retry, True by default; do not set CELERY_BROKER_CONNECTION_RETRY = False). "
+        f"Its log:\n{celery_worker.log_tail(15)}",
+        "Redis は戻りましたが、ワーカーは 45 秒以内にタスクを受け取りませんでした。自分で再接続するはずです "
+        "(broker_connection_retry、既定で True。CELERY_BROKER_CONNECTION_RETRY = False にしないでください)。"
+        f"ログ:\n{celery_worker.log_tail(15)}",
+    ))
+    done = wait_for(lambda: result_backend.state(back[-1]) == "SUCCESS", timeout=sleep_seconds + 10)
+    assert done, say(
+        f"The hello sent after the outage ({back[-1]}) is {result_backend.state(back[-1])}, not SUCCESS.",
+        f"障害の後に送った hello ({back[-1]}) は SUCCESS ではなく {result_backend.state(back[-1])} です。",
+    )
+    assert celery_worker.process.running(), say(
+        "The worker exited during the outage: it should reconnect and go on (a supervisor would restart it).",
+        "障害の間にワーカーが終了しました。再接続して続けるはずです (スーパーバイザーなら再起動します)。",
+    )
