@@ -12,8 +12,8 @@ What you see
       prefetched but not started go back to Redis ("Restoring 1 unacknowledged message(s)"),
       where the new workers take them. Nothing is lost.
     - SIGQUIT (or a second Ctrl-C) is the *cold* shutdown: the running tasks are cancelled. A
-      task without acks_late had its message acknowledged when it started: it ends RETRY
-      ("cancelled by Celery") and nothing runs it again. (Celery 5.5's soft shutdown,
+      task without acks_late had its message acknowledged when it started: its state is left
+      RETRY and nothing runs it again (tests/test_celery_facts.py shows it). (Celery 5.5's soft shutdown,
       ``worker_soft_shutdown_timeout``, off by default, first lets them run that many seconds;
       ``worker_enable_soft_shutdown_on_idle`` waits even with nothing running.)
     - SIGKILL cannot be caught: the running task stays STARTED for ever, as in step 6. With
@@ -32,18 +32,21 @@ What you see
 
     Memory: a pool process lives as long as the worker, and runs task after task. A leak
     (handson/imports.py keeps 8 MiB for good on every call, as a cache that only grows would)
-    makes it grow until the machine swaps or the kernel kills it. ``worker_max_tasks_per_child``
-    replaces a pool process with a fresh one after that many tasks; ``worker_max_memory_per_child``
-    (KiB) after the task during which it grew past that much.
+    makes it grow until the machine swaps or the kernel kills it. ``--max-tasks-per-child=N`` on
+    a worker's line replaces its pool processes with fresh ones after N tasks each;
+    ``--max-memory-per-child`` (KiB) after the task during which one grew past that much. Put it
+    on the worker that runs the leaky work, not in settings.py for every worker
+    (``CELERY_WORKER_MAX_TASKS_PER_CHILD``): a replacement costs a fork and the app's imports,
+    and the slot can stay empty for seconds (the main process may notice the exit only at its
+    next pool check), which every other task of every worker would then pay; in this lab,
+    step 5's retries came seconds late.
 
 What you build
-        # handson/Procfile: exec before every command
-        default: exec celery -A handson worker --concurrency=4 -n default@%h -l info
+        # handson/Procfile: exec before every command; the default node, which runs the imports,
+        # recycles its pool processes (real apps: hundreds of tasks; the lab's leak is quick)
+        default: exec celery -A handson worker --concurrency=4 --max-tasks-per-child=5 -n default@%h -l info
         slow: exec celery -A handson worker -Q slow --concurrency=1 --prefetch-multiplier=1 -n slow@%h -l info
         beat: exec celery -A handson beat -l info
-
-        # handson/settings.py
-        CELERY_WORKER_MAX_TASKS_PER_CHILD = 5  # real apps: hundreds; the lab's leak is quick
 
         # handson/tasks.py
         @shared_task
@@ -61,8 +64,7 @@ What you build
     of them, so none holds more than 5 x 8 MiB of leak.
 
 Files to edit
-    handson/Procfile     ``exec`` before ``celery`` on every line
-    handson/settings.py  CELERY_WORKER_MAX_TASKS_PER_CHILD = 5
+    handson/Procfile     ``exec`` before ``celery`` on every line, ``--max-tasks-per-child=5`` on default
     handson/tasks.py     import_batch (``from . import imports``)
     handson/views.py     TaskStep12 (``from . import imports``, import_batch from .tasks)
     handson/urls.py      path("handson/task_step12", views.TaskStep12.as_view(), name="task_step12")
@@ -71,7 +73,8 @@ Watch for
     - A deploy waits for the longest task only as long as its grace period: a task longer than
       that is killed anyway. Give the platform a grace longer than your longest task, or make
       long tasks safe to run again (step 6: acks_late, idempotency).
-    - ``--max-tasks-per-child=5`` on the worker's line does the same as the setting.
+    - ``--max-tasks-per-child`` counts tasks, not memory: pick it from how fast the leak grows,
+      or use ``--max-memory-per-child`` when that varies.
 
 見えること
     デプロイは古いワーカーを止めて新しいワーカーを起動します。止め方は `docker stop`、Kubernetes、
@@ -83,8 +86,8 @@ Watch for
       メッセージは Redis に戻り ("Restoring 1 unacknowledged message(s)")、新しいワーカーが受け取ります。
       何も失われません。
     - SIGQUIT (または 2 回目の Ctrl-C) は *コールド* シャットダウンです。実行中のタスクは取り消されます。
-      acks_late でないタスクのメッセージは開始時に確認応答済みなので、RETRY ("cancelled by Celery") で
-      終わり、もう誰も実行しません。(Celery 5.5 のソフトシャットダウン ``worker_soft_shutdown_timeout``
+      acks_late でないタスクのメッセージは開始時に確認応答済みなので、状態は RETRY のまま残り、
+      もう誰も実行しません (tests/test_celery_facts.py で確認)。(Celery 5.5 のソフトシャットダウン ``worker_soft_shutdown_timeout``
       は既定で無効です。有効にすると、先にその秒数だけ実行を続けさせます。
       ``worker_enable_soft_shutdown_on_idle`` は実行中のタスクがなくても待ちます。)
     - SIGKILL は捕まえられません。実行中のタスクはステップ 6 と同じく永遠に STARTED のままです。
@@ -103,17 +106,21 @@ Watch for
 
     メモリ: プールプロセスはワーカーと同じだけ生き、タスクを次々に実行します。メモリリーク
     (handson/imports.py は呼ばれるたびに 8 MiB を手放さずに持ちます。増える一方のキャッシュのように)
-    があると、マシンがスワップするかカーネルに殺されるまで大きくなります。
-    ``worker_max_tasks_per_child`` はその数のタスクの後にプールプロセスを新しいものに入れ替えます。
-    ``worker_max_memory_per_child`` (KiB) はその大きさを超えたタスクの後に入れ替えます。
+    があると、マシンがスワップするかカーネルに殺されるまで大きくなります。ワーカーの行の
+    ``--max-tasks-per-child=N`` は、そのワーカーのプールプロセスをそれぞれ N タスクの後に新しいものに
+    入れ替えます。``--max-memory-per-child`` (KiB) はその大きさを超えたタスクの後に入れ替えます。
+    settings.py ですべてのワーカーに (``CELERY_WORKER_MAX_TASKS_PER_CHILD``) ではなく、漏れる処理を
+    実行するワーカーに付けてください。入れ替えには fork とアプリの import がかかり、その枠は数秒空く
+    ことがあります (メインプロセスが終了に気づくのが次のプール点検のときになりうるため)。それを
+    すべてのワーカーのすべてのタスクが払うことになります。このラボではステップ 5 のリトライが数秒
+    遅れました。
 
 作るもの
     上のコードのとおりです。ラボは Step12 を押して各インポートの結果を読みます。5 個より多く実行した
     プールプロセスがあってはならず、したがってどのプロセスも 5 x 8 MiB より多くは漏らしません。
 
 編集するファイル
-    handson/Procfile     すべての行の ``celery`` の前に ``exec``
-    handson/settings.py  CELERY_WORKER_MAX_TASKS_PER_CHILD = 5
+    handson/Procfile     すべての行の ``celery`` の前に ``exec``、default に ``--max-tasks-per-child=5``
     handson/tasks.py     import_batch (``from . import imports``)
     handson/views.py     TaskStep12 (``from . import imports``、.tasks から import_batch)
     handson/urls.py      path("handson/task_step12", views.TaskStep12.as_view(), name="task_step12")
@@ -122,7 +129,8 @@ Watch for
     - デプロイがいちばん長いタスクを待つのは猶予期間の間だけです。それより長いタスクはやはり殺されます。
       猶予期間を最長のタスクより長くするか、長いタスクを再実行しても安全にします (ステップ 6: acks_late、
       冪等性)。
-    - ワーカーの行に ``--max-tasks-per-child=5`` と書いても設定と同じです。
+    - ``--max-tasks-per-child`` はメモリではなくタスクの数を数えます。リークの増え方から決めるか、
+      それが一定でなければ ``--max-memory-per-child`` を使います。
 """
 import os
 import signal
@@ -152,7 +160,8 @@ MAX_TASKS = 5
 LEAK_MIB = 8
 WARM = "worker: Warm shutdown (MainProcess)"
 EXEC_LINE = "default: exec celery -A handson worker --concurrency=4 -n default@%h -l info"
-MAX_TASKS_SETTING = f"CELERY_WORKER_MAX_TASKS_PER_CHILD = {MAX_TASKS}"
+RECYCLING_LINE = f"default: exec celery -A handson worker --concurrency=4 --max-tasks-per-child={MAX_TASKS} -n default@%h -l info"
+APP_WIDE = "worker_max_tasks_per_child"
 
 
 def _start_first_worker(lab_stack, broker_control, workspace, shell_form):
@@ -258,9 +267,11 @@ def test_a_deploy_sigterm_lets_the_running_task_finish(web, deployed_worker, res
     )
 
 
-def test_a_leaky_pool_process_is_replaced_after_five_tasks(web, first_worker, result_backend, sleep_seconds):
+def test_a_leaky_pool_process_is_replaced_after_five_tasks(web, first_worker, result_backend, broker_control,
+                                                          sleep_seconds):
     """Step12 sends BATCHES imports, each of which leaks 8 MiB in the pool process that runs it: no pool process
-    runs more than MAX_TASKS of them (worker_max_tasks_per_child), and fresh ones take over."""
+    runs more than MAX_TASKS of them (--max-tasks-per-child on the first worker's line), fresh ones take over, and
+    the limit is that worker's, not the whole app's."""
     worker = first_worker
     worker.require_running()
     sent = press_for_new_tasks(web, *STEP12, IMPORT_BATCH, BATCHES)
@@ -283,16 +294,26 @@ def test_a_leaky_pool_process_is_replaced_after_five_tasks(web, first_worker, re
     busiest, count = ran.most_common(1)[0]
     assert count <= MAX_TASKS, say(
         f"Pool process {busiest} ran {count} of the {BATCHES} imports and held {held[busiest]} MiB of leak at the "
-        f"end ({len(ran)} pool processes in all): nothing replaces a process that leaks. In handson/settings.py "
-        f"write {MAX_TASKS_SETTING}: after {MAX_TASKS} tasks the worker replaces the pool process with a fresh one.",
+        f"end ({len(ran)} pool processes in all): nothing replaces a process that leaks. On the worker's line in "
+        f"handson/Procfile add --max-tasks-per-child={MAX_TASKS}: {RECYCLING_LINE}.",
         f"プールプロセス {busiest} が {BATCHES} 個のインポートのうち {count} 個を実行し、最後には {held[busiest]} MiB の"
         f"リークを抱えていました (プールプロセスは全部で {len(ran)} 個)。漏れるプロセスを入れ替えるものがありません。"
-        f"handson/settings.py に {MAX_TASKS_SETTING} と書くと、{MAX_TASKS} タスクの後にワーカーがプールプロセスを"
-        "新しいものに入れ替えます。",
+        f"handson/Procfile のワーカーの行に --max-tasks-per-child={MAX_TASKS} を加えてください: {RECYCLING_LINE}。",
     )
     assert max(held.values()) <= MAX_TASKS * LEAK_MIB and len(ran) >= BATCHES // MAX_TASKS, say(
         f"{len(ran)} pool processes ran the {BATCHES} imports, the largest holding {max(held.values())} MiB: "
-        f"expected fresh processes after every {MAX_TASKS} tasks ({MAX_TASKS_SETTING}).",
+        f"expected fresh processes after every {MAX_TASKS} tasks (--max-tasks-per-child={MAX_TASKS}).",
         f"{BATCHES} 個のインポートを {len(ran)} 個のプールプロセスが実行し、最大のものは {max(held.values())} MiB を"
-        f"抱えていました。{MAX_TASKS} タスクごとに新しいプロセスになるはずです ({MAX_TASKS_SETTING})。",
+        f"抱えていました。{MAX_TASKS} タスクごとに新しいプロセスになるはずです (--max-tasks-per-child={MAX_TASKS})。",
+    )
+    app_wide = broker_control.worker_settings(worker.hostname())  # the settings beyond Celery's defaults
+    written = next((f"{name} = {app_wide[name]!r}" for name in (f"CELERY_{APP_WIDE.upper()}", APP_WIDE)
+                    if app_wide.get(name) is not None), None)
+    assert written is None, say(
+        f"handson/settings.py sets {written}: every worker of the app then recycles its pool processes, and each "
+        "replacement can leave a slot empty for seconds (step 5's retries come late). Remove it and recycle only "
+        f"the worker that runs the leaky imports: {RECYCLING_LINE}.",
+        f"handson/settings.py で {written} としています。アプリのすべてのワーカーがプールプロセスを入れ替えることになり、"
+        "入れ替えのたびに枠が数秒空くことがあります (ステップ 5 のリトライが遅れます)。消して、漏れるインポートを"
+        f"実行するワーカーだけで入れ替えてください: {RECYCLING_LINE}。",
     )

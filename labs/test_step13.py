@@ -23,12 +23,13 @@ What you see
     The worker, on the other hand, needs nothing from you here: when its connection drops it
     logs "consumer: Connection to broker lost. Trying to re-establish the connection...",
     tries again every 2 s, 4 s, 6 s ... (up to 30 s apart) for ``broker_connection_max_retries``
-    attempts (100), and takes tasks again once Redis is back (``broker_connection_retry``, True by
-    default). The lab checks that on the real worker: a task sent after the outage succeeds. (A
-    worker that has run out of attempts exits; in production a supervisor restarts it:
-    systemd's ``Restart=always``, Docker's ``restart: unless-stopped``, Kubernetes.) ``broker_heartbeat``
-    does not apply to Redis (Kombu's Redis transport has no heartbeats); its own check of a
-    silent connection is the transport option ``health_check_interval`` (25 s).
+    attempts (100), and takes tasks again once Redis is back (``broker_connection_retry``, True
+    by default). The lab checks that on the real worker: a task sent after the outage succeeds.
+    (Should a worker stop anyway, production's answer is a supervisor that starts it again:
+    systemd's ``Restart=always``, Docker's ``restart: unless-stopped``, Kubernetes.)
+    ``broker_heartbeat`` does not apply to Redis (Kombu's Redis transport has no heartbeats);
+    its own check of a silent connection is the transport option ``health_check_interval``
+    (25 s). tests/test_celery_facts.py holds every default this lesson names.
 
 What you build
         # handson/settings.py: bounded waits for the broker
@@ -84,8 +85,8 @@ Watch for
     lost. Trying to re-establish the connection..." とログに出し、2 秒、4 秒、6 秒… (最大 30 秒間隔) ごとに
     ``broker_connection_max_retries`` 回 (100 回) まで再接続を試み、Redis が戻ればまたタスクを受け取ります
     (``broker_connection_retry``、既定で True)。ラボは本物のワーカーでそれを確かめます: 障害の後に送った
-    タスクが成功すること。(試行回数を使い切ったワーカーは終了します。本番ではスーパーバイザーが再起動
-    します: systemd の ``Restart=always``、Docker の ``restart: unless-stopped``、Kubernetes。)
+    タスクが成功すること。(それでもワーカーが止まったときの本番の答えは、それを再び起動するスーパー
+    バイザーです: systemd の ``Restart=always``、Docker の ``restart: unless-stopped``、Kubernetes。)
     ``broker_heartbeat`` は Redis には効きません (Kombu の Redis トランスポートにはハートビートがありません)。
     無応答の接続を調べるのはトランスポートのオプション ``health_check_interval`` (25 秒) です。
 

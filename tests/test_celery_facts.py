@@ -371,3 +371,50 @@ def test_beat_adds_a_daily_cleanup_only_for_backends_that_cannot_expire_results(
 
     assert default_entries("redis://127.0.0.1:1/0") == set()
     assert default_entries(f"file://{tmp_path}") == {"celery.backend_cleanup"}
+
+
+def test_sigquit_is_a_cold_shutdown_that_cancels_a_running_task_for_good(workspace, start, client, redis):
+    """Step 12 ("SIGQUIT ... the running tasks are cancelled ... its state is left RETRY and nothing runs it again"):
+    the cold shutdown terminates a running task without acks_late, stores RETRY (a Retry "cancelled by Celery",
+    whose text the backend does not keep) for it, and leaves no message to deliver again (celery/apps/worker.py, on_cold_shutdown; celery/worker/consumer/consumer.py,
+    cancel_active_requests; celery/worker/request.py, _announce_cancelled)."""
+    stack = start(workspace)
+    task_id = client.send_task("handson.tasks.hello", ("hello world",)).id
+    assert wait_state(redis, task_id, ("STARTED",), timeout=10), state(redis, task_id)
+    os.kill(stack.worker.process.pid, signal.SIGQUIT)
+    assert wait_for(lambda: not stack.worker.process.running(), timeout=SLEEP + 10), stack.worker.log()[-2000:]
+
+    meta = state(redis, task_id)
+    assert meta["status"] == "RETRY" and meta["result"]["exc_type"] == "Retry", meta
+    assert task_id not in unacked_ids(redis) and not redis.client(redis.broker_url).llen("celery")
+    assert "worker: Cold shutdown (MainProcess)" in stack.worker.log()
+
+
+def test_the_defaults_steps_12_and_13_teach():
+    """Steps 12 and 13 name these defaults: soft shutdown off (worker_soft_shutdown_timeout 0,
+    worker_enable_soft_shutdown_on_idle False); publish retried 3 times, 0, 0.2, 0.4 s apart; the worker
+    reconnects, 100 times, 2 s then 2 s more each time up to 30 s apart (kombu/connection.py,
+    _ensure_connection); Kombu's Redis transport has no socket timeout (waits for ever), checks connections
+    every 25 s and has no heartbeats; the result backend's socket timeout is 120 s, its connect timeout none."""
+    import inspect
+
+    from celery.app.defaults import NAMESPACES
+    from kombu import Connection
+    from kombu.transport import redis as kombu_redis
+    from kombu.transport.virtual import Transport
+
+    def default(namespace, name):
+        return NAMESPACES[namespace][name].default
+
+    assert default("worker", "soft_shutdown_timeout") == 0.0
+    assert default("worker", "enable_soft_shutdown_on_idle") is False
+    assert default("task", "publish_retry") is True
+    assert default("task", "publish_retry_policy") == {"max_retries": 3, "interval_start": 0, "interval_max": 1,
+                                                       "interval_step": 0.2}
+    assert default("broker", "connection_retry") is True and default("broker", "connection_max_retries") == 100
+    assert default("redis", "socket_timeout") == 120.0 and default("redis", "socket_connect_timeout") is None
+    assert kombu_redis.Channel.socket_timeout is None and kombu_redis.Channel.socket_connect_timeout is None
+    assert kombu_redis.DEFAULT_HEALTH_CHECK_INTERVAL == 25
+    assert Transport.implements.heartbeats is False and kombu_redis.Transport.implements.heartbeats is False
+    retry = inspect.signature(Connection._ensure_connection).parameters
+    assert (retry["interval_start"].default, retry["interval_step"].default, retry["interval_max"].default) == (2, 2, 30)

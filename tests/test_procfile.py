@@ -22,7 +22,7 @@ def test_the_starter_declares_the_original_worker():
 def test_the_reference_declares_a_default_and_a_slow_node_and_one_beat(tmp_path):
     processes = read_procfile(materialize(last_step(), tmp_path) / "handson" / "Procfile")
     assert processes == [
-        WorkerSpec(node="default", concurrency=4, execs=True),
+        WorkerSpec(node="default", concurrency=4, options=("--max-tasks-per-child=5",), execs=True),
         WorkerSpec(node="slow", concurrency=1, queues=("slow",), options=("--prefetch-multiplier=1",), execs=True),
         BeatSpec(name="beat", execs=True),
     ]

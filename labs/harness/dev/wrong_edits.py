@@ -156,9 +156,14 @@ EDITS = [
               "test_a_deploy_sigterm_lets_the_running_task_finish"),
     WrongEdit("beat's line without exec", 12, 12, "handson/Procfile", "beat: exec celery", "beat: celery",
               ("Write exec before celery on every line",), "test_a_deploy_sigterm_lets_the_running_task_finish"),
-    WrongEdit("no recycling of leaky pool processes", 12, 12, "handson/settings.py",
-              "CELERY_WORKER_MAX_TASKS_PER_CHILD = 5\n", "", ("CELERY_WORKER_MAX_TASKS_PER_CHILD = 5",),
+    WrongEdit("no recycling of leaky pool processes", 12, 12, "handson/Procfile",
+              " --max-tasks-per-child=5", "", ("--max-tasks-per-child=5",),
               "test_a_leaky_pool_process_is_replaced_after_five_tasks"),
+    WrongEdit("recycling every worker of the app (settings.py)", 12, 12, "handson/Procfile",
+              " --max-tasks-per-child=5", "", ("Remove it and recycle only",),
+              "test_a_leaky_pool_process_is_replaced_after_five_tasks",
+              also=(("handson/settings.py", "CELERY_BEAT_SCHEDULE = {", "CELERY_WORKER_MAX_TASKS_PER_CHILD = 5\n"
+                     "CELERY_BEAT_SCHEDULE = {"),)),
     WrongEdit("OperationalError not caught (a 500 while Redis is down)", 13, 13, "handson/views.py",
               """        try:
             # retry=False: one attempt, bounded by the broker's socket timeouts (settings.py), no retries.
