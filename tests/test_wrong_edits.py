@@ -1,7 +1,11 @@
 """The classic wrong edits fail their step, and the first failure (or the test named for it) names the fix.
 
 The edits are listed once, in labs/harness/dev/wrong_edits.py (`make bench` times them too).
-Each runs the step's lab on a reference with that one mistake, in a child pytest.
+Each runs the step's lab on a reference with that one mistake, in a child pytest, and only as far
+as the verdict needs: an edit judged by a named test runs that test (as `pytest labs/test_stepN.py::name`
+would), one judged by the module's first failure runs the module up to it (`-x`). `make bench` times
+the whole module, as a learner runs it; that every test of a module keeps its verdict alone and in any
+order is tests/test_lab_integrity.py's part.
 """
 import pytest
 
@@ -22,7 +26,8 @@ def test_a_wrong_edit_fails_and_its_first_failure_names_the_fix(tmp_path, edit):
     edit.apply(workspace)
     module = load_steps()[edit.step - 1].module
 
-    run, left_behind = run_marked([module], pytest_args=["--workspace", str(workspace)])
+    target, until = (f"{module}::{edit.test}", []) if edit.test else (module, ["-x"])
+    run, left_behind = run_marked([target], pytest_args=["--workspace", str(workspace), *until])
 
     assert run.outcomes and not run.timed_out, run.output[-3000:]
     assert not [o for o in run.outcomes if o.status in ("error", "skipped")], _summary(run)
