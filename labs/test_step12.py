@@ -207,6 +207,9 @@ def test_a_deploy_sigterm_lets_the_running_task_finish(web, deployed_worker, res
     waits in Redis for the next worker."""
     worker = deployed_worker
     worker.require_running()
+    first, without = declared_workers(workspace)[0].node, _lines_without_exec(workspace)
+    if without and first not in without:  # the deploy below would show nothing new: say it now
+        _require_exec_everywhere(without)
     _, running = send_hello_and_see_it_received(web, worker)
     started = wait_for(lambda: result_backend.state(running) == "STARTED", timeout=10)
     require(started, say(
@@ -258,7 +261,10 @@ def test_a_deploy_sigterm_lets_the_running_task_finish(web, deployed_worker, res
         f"{'あります' if after['id'] in waiting else 'ありません'}。停止中のワーカーは新しいタスクを始めず、先読みした"
         "ものは次のワーカーのために Redis に戻ります。",
     )
-    without = _lines_without_exec(workspace)
+    _require_exec_everywhere(_lines_without_exec(workspace))
+
+
+def _require_exec_everywhere(without):
     assert not without, say(
         f"handson/Procfile: {', '.join(without)} still start{'s' if len(without) == 1 else ''} without exec; in shell "
         "form a deploy's SIGTERM would not reach them. Write exec before celery on every line.",
