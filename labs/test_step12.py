@@ -149,7 +149,7 @@ from labs.harness.lesson.checks import (
     send_hello_and_see_it_received,
 )
 from labs.harness.lesson.waiting import wait_for
-from labs.harness.services.worker import CeleryWorker
+from labs.harness.services.worker import CeleryWorker, WorkerSpec, alive
 
 # The web server only: every test starts the worker it needs from handson/Procfile, and stops it.
 pytestmark = [pytest.mark.lab, pytest.mark.stack(workers=[])]
@@ -187,16 +187,8 @@ def first_worker(lab_stack, broker_control, workspace):
     worker.stop()
 
 
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def _lines_without_exec(workspace):
-    return [spec.node if hasattr(spec, "node") else spec.name for spec in declared_processes(workspace)
+    return [spec.node if isinstance(spec, WorkerSpec) else spec.name for spec in declared_processes(workspace)
             if not spec.execs]
 
 
@@ -225,7 +217,7 @@ def test_a_deploy_sigterm_lets_the_running_task_finish(web, deployed_worker, res
     # The evidence: the process the deploy started is gone, or celery says it shuts down warm.
     wait_for(lambda: not worker.process.running() or WARM in worker.log(), timeout=10)
     exited = not worker.process.running()
-    require(not (exited and celery_pid != started_pid and celery_pid and _alive(celery_pid)), say(
+    require(not (exited and celery_pid != started_pid and celery_pid and alive(celery_pid)), say(
         f"The deploy sent SIGTERM to the process it started, /bin/sh (pid {started_pid}): the shell exited, and "
         f"celery under it (pid {celery_pid}) never heard it; it goes on taking tasks, and the platform's SIGKILL "
         "after its grace period (docker stop: 10 s) kills the running task mid-way. A shell-form line must replace "

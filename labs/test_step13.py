@@ -174,11 +174,12 @@ def _server_free_again(web):
 
 
 def _require_503(answer, seconds, cause, bound, outage):
+    outage_ja = {"down": "ダウン", "silent": "無応答"}[outage]
     if cause is not None and cause.what == "server_error":
         pytest.fail(say(
             f"With Redis {outage}, Step13 answered {cause.detail.get('status')} ({cause.detail.get('headline')}): "
             f"the publish raised, and nothing caught it. In TaskStep13.post catch it and say so: {CATCH}.",
-            f"Redis が{'ダウン' if outage == 'down' else '無応答'}のとき、Step13 は {cause.detail.get('status')} "
+            f"Redis が{outage_ja}のとき、Step13 は {cause.detail.get('status')} "
             f"({cause.detail.get('headline')}) を返しました。送信が例外を出し、誰も捕まえていません。"
             f"TaskStep13.post で捕まえて伝えてください: {CATCH}。",
         ), pytrace=False)
@@ -186,7 +187,7 @@ def _require_503(answer, seconds, cause, bound, outage):
         f"With Redis {outage}, Step13 did not answer within {HANG} s: .delay() waits for Redis without limit, and "
         "the single-threaded server with it (Kombu's Redis transport has no socket timeout by default). In "
         f"handson/settings.py write {TRANSPORT_OPTIONS}.",
-        f"Redis が{'ダウン' if outage == 'down' else '無応答'}のとき、Step13 は {HANG} 秒以内に答えませんでした。"
+        f"Redis が{outage_ja}のとき、Step13 は {HANG} 秒以内に答えませんでした。"
         ".delay() は Redis を無制限に待ち、シングルスレッドのサーバーも一緒に止まります (Kombu の Redis "
         f"トランスポートには既定でソケットのタイムアウトがありません)。handson/settings.py に {TRANSPORT_OPTIONS} と"
         "書いてください。",
@@ -194,7 +195,7 @@ def _require_503(answer, seconds, cause, bound, outage):
     require(answer.status == 503, say(
         f"With Redis {outage}, Step13 answered {answer.status} {answer.location or answer.text[:200]!r}: the task "
         f"cannot have been sent. Answer 503 and say so: {CATCH}.",
-        f"Redis が{'ダウン' if outage == 'down' else '無応答'}のとき、Step13 は {answer.status} "
+        f"Redis が{outage_ja}のとき、Step13 は {answer.status} "
         f"{answer.location or answer.text[:200]!r} を返しました。タスクは送れていないはずです。503 で伝えてください: "
         f"{CATCH}。",
     ))
@@ -206,7 +207,7 @@ def _require_503(answer, seconds, cause, bound, outage):
         f"With Redis {outage}, Step13's 503 took {seconds:.1f} s (at most {bound} s): every publish retry waits the "
         "socket timeout again (Celery's default: 3 retries). Send with hello.apply_async((\"hello world\",), "
         "retry=False), or give CELERY_TASK_PUBLISH_RETRY_POLICY a max_retries of 1.",
-        f"Redis が{'ダウン' if outage == 'down' else '無応答'}のとき、Step13 の 503 に {seconds:.1f} 秒かかりました "
+        f"Redis が{outage_ja}のとき、Step13 の 503 に {seconds:.1f} 秒かかりました "
         f"(上限 {bound} 秒)。送信のリトライのたびにソケットのタイムアウトをもう一度待ちます (Celery の既定: 3 回)。"
         "hello.apply_async((\"hello world\",), retry=False) で送るか、CELERY_TASK_PUBLISH_RETRY_POLICY の "
         "max_retries を 1 にしてください。",

@@ -166,7 +166,7 @@ class CeleryWorker(CeleryProcess):
         try:
             os.kill(pid, signal.SIGKILL)
             deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and _alive(pid):
+            while time.monotonic() < deadline and alive(pid):
                 time.sleep(0.001)
         finally:
             os.kill(main, signal.SIGCONT)
@@ -191,7 +191,7 @@ _RECEIVED = re.compile(rf"Task [\w.]+\[({_ID})\] received")
 _ENDED = re.compile(rf"\[({_ID})\] (?:succeeded|raised|retry)|Terminating ({_ID})|Discarding revoked task: [\w.]+\[({_ID})\]")
 
 
-def _alive(pid):
+def alive(pid):
     """Whether ``pid`` is still a running process (not yet a zombie, nor gone)."""
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
