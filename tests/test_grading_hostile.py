@@ -191,8 +191,10 @@ class _Collect(socketserver.StreamRequestHandler):
 
 
 def lab_copy(folder):
-    """This lab, copied (its venv linked): what an attack that worked would change."""
-    shutil.copytree(ROOT, folder, ignore=shutil.ignore_patterns(".git", ".venv", ".lab", "*.egg-info", *IGNORE_NAMES),
+    """This lab, copied (its venv linked; another Python's venv, CI's .venv-3.13, left out): what an
+    attack that worked would change."""
+    shutil.copytree(ROOT, folder, ignore=shutil.ignore_patterns(".git", ".venv", ".venv-*", ".lab", "*.egg-info",
+                                                                *IGNORE_NAMES),
                     symlinks=True)
     (folder / ".venv").symlink_to(ROOT / ".venv")
     return folder
