@@ -308,7 +308,9 @@ def grade_hostile(folder, code, grader, user=confine.DEFAULT_USER, sudoer=None, 
 
 GRADERS = ["make grade", "autograder"]
 HOSTILE_STEPS = "1-2"  # the honest part passes step 1; the hostile one runs in every step's web server and worker
-BOMB_USER = "celery-handson-bomb"
+# A user for each grader's bomb: the two tests may run at the same time, and one bomb's processes would
+# count against the other grade's limit (its honest part could not start: seen with four test jobs).
+BOMB_USERS = {"make grade": "celery-handson-bomb-m", "autograder": "celery-handson-bomb-a"}
 # The grader as a sudoer sees little of this machine (confine.wrap): the Redis it will start, it must.
 SERVER_FOLDER = [Path(embedded_redis_binary()).resolve().parent] if embedded_redis_binary() else []
 SUDOER = "celery-handson-sudoer"
@@ -392,9 +394,9 @@ def _grade_md(graded):
 def test_a_fork_bomb_stops_at_the_process_limit_and_ends_with_its_step(grader, tmp_path):
     """A user of its own for the bomb: the limit counts every process of the user, and other tests grade
     at the same time (so should a teacher who grades several submissions at once: HANDSON_GRADE_USER)."""
-    assert confine.ensure_user(BOMB_USER) is None
+    assert confine.ensure_user(BOMB_USERS[grader]) is None
     # Three steps are enough (both graders grade two at a time): a bomb in every one of them.
-    graded = grade_hostile(tmp_path, FORK_BOMB, grader, user=BOMB_USER, steps="1-3")
+    graded = grade_hostile(tmp_path, FORK_BOMB, grader, user=BOMB_USERS[grader], steps="1-3")
 
     assert graded.finished.returncode in (0, 1), graded.output()
     assert graded.result()["score"] == HONEST
