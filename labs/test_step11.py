@@ -272,13 +272,15 @@ def test_housekeeping_keeps_no_result(lab_stack, workspace, result_backend, slee
         f"No housekeeping run succeeded. Worker log:\n{lab_stack.worker.log_tail(20)}",
         f"housekeeping の実行が 1 つも成功していません。ワーカーのログ:\n{lab_stack.worker.log_tail(20)}",
     ))
-    kept = [task_id for task_id in done if result_backend.meta(task_id) is not None]
+    kept = {task_id: meta["status"] for task_id in done if (meta := result_backend.meta(task_id)) is not None}
+    # Which state was stored says who stored it (SUCCESS: the result; FAILURE or REVOKED: an error kept anyway).
+    first = next(iter(kept.items()), ("", ""))
     require(not kept, say(
         f"The result backend keeps a result for {len(kept)} of {len(done)} housekeeping runs (celery-task-meta-"
-        f"{kept[0] if kept else ''}): one more key every interval that nobody reads. Declare the task with "
+        f"{first[0]}, {first[1]}): one more key every interval that nobody reads. Declare the task with "
         "@shared_task(ignore_result=True).",
         f"結果バックエンドに housekeeping の実行 {len(done)} 回のうち {len(kept)} 回分の結果があります "
-        f"(celery-task-meta-{kept[0] if kept else ''})。誰も読まないキーが間隔ごとに増えます。"
+        f"(celery-task-meta-{first[0]}、{first[1]})。誰も読まないキーが間隔ごとに増えます。"
         "@shared_task(ignore_result=True) で宣言してください。",
     ))
 
