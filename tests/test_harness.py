@@ -11,6 +11,7 @@ import pytest
 from labs.harness import i18n
 from labs.harness.lesson.waiting import wait_for
 from labs.harness.paths import ROOT
+from labs.harness.services.ports import port_is_free
 from labs.harness.services.processes import ServiceProcess, free_port
 from labs.harness.services.redis import ExternalRedis, LocalRedis, RedisUnavailable, choose_redis
 
@@ -190,3 +191,29 @@ def test_a_missing_argument_in_a_500_suggests_bind_true(monkeypatch):
     assert "handson/views.py, line 168" in text and "bind=True" in text
     assert "bind=True" not in advice.explain(Cause("web", "server_error", dict(detail, headline="ValueError: x")),
                                              with_log=False)
+
+
+def _plain_bind_fails(port):
+    with socket.socket() as plain:
+        try:
+            plain.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def test_a_port_is_taken_while_a_server_listens_and_free_once_only_time_wait_is_left():
+    """`make run`, Flower and `make doctor` ask port_is_free: right after a `make run` stops, its port
+    still has connections in TIME_WAIT (the page polls twice a second), and a new run must start."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    assert not port_is_free(port)
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = listener.accept()
+    accepted.close()  # the server closes first, so its end of the connection waits in TIME_WAIT
+    assert client.recv(1) == b""
+    client.close()
+    listener.close()
+    # The case itself: a bind without SO_REUSEADDR is refused now (Linux keeps the address for TIME_WAIT).
+    assert wait_for(lambda: _plain_bind_fails(port), timeout=5), "no TIME_WAIT connection was left on the port"
+    assert port_is_free(port)

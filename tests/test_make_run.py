@@ -64,7 +64,8 @@ def test_a_killed_web_server_ends_the_run_with_its_log_and_exit_code_1(make_run)
     # Django 5.2 says "Starting development server at", 6.1 "Starting WSGI development server at".
     assert "Its last log lines (web.log)" in run.output()
     assert re.search(r"Starting (WSGI )?development server at", run.output()), run.output()[-2000:]
-    assert "Stopped: the web server, the worker and Redis are gone." in run.output()
+    # What stopped, as the reference's Procfile declares it (a default and a slow worker, one beat).
+    assert "Stopped: the web server, 2 workers, beat and Redis are gone." in run.output(), run.output()[-2000:]
     assert wait_for(lambda: not run.left_behind(), timeout=10), run.left_behind()
 
 

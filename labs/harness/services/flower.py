@@ -7,13 +7,13 @@ FLOWER_UNAUTHENTICATED_API=1 opens its HTTP API (/api/workers, /api/tasks) on th
 """
 import importlib.util
 import os
-import socket
 import sys
 from pathlib import Path
 
 import requests
 
 from ..i18n import say
+from .ports import port_is_free
 from .processes import ServiceProcess
 
 DEFAULT_PORT = 5555
@@ -34,14 +34,11 @@ def flower_port(environ=None):
     if not raw.isdigit() or not 1 <= int(raw) <= 65535:
         raise FlowerUnavailable(say(f"FLOWER_PORT={raw!r}: give a port number from 1 to 65535.",
                                     f"FLOWER_PORT={raw!r}: 1〜65535 のポート番号を指定してください。"))
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", int(raw)))
-        except OSError:
-            raise FlowerUnavailable(say(
-                f"Port {raw} is in use (another Flower?). Choose another: FLOWER_PORT={int(raw) + 1}",
-                f"ポート {raw} は使用中です (別の Flower?)。別のポートを指定してください: FLOWER_PORT={int(raw) + 1}",
-            )) from None
+    if not port_is_free(int(raw)):
+        raise FlowerUnavailable(say(
+            f"Port {raw} is in use (another Flower?). Choose another: FLOWER_PORT={int(raw) + 1}",
+            f"ポート {raw} は使用中です (別の Flower?)。別のポートを指定してください: FLOWER_PORT={int(raw) + 1}",
+        ))
     return int(raw)
 
 

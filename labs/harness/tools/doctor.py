@@ -11,11 +11,11 @@ only, until the project is installed).
 import os
 import platform
 import shutil
-import socket
 import sys
 from pathlib import Path
 
 from ..i18n import say
+from ..services.ports import port_is_free
 
 ROOT = Path(__file__).resolve().parents[3]
 MIN_PYTHON = (3, 11)
@@ -100,11 +100,8 @@ def _docker():
 
 def _port(variable, default, what):
     port = int(os.environ.get(variable) or default)
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return NOTE, say(f"Port {port} ({what}) is taken: `{variable}=8001 make run` picks another.",
+    if not port_is_free(port):
+        return NOTE, say(f"Port {port} ({what}) is taken: `{variable}=8001 make run` picks another.",
                              f"ポート {port} ({what}) は使用中です: `{variable}=8001 make run` で別のポートにできます。")
     return OK, say(f"Port {port} is free ({what}).", f"ポート {port} は空いています ({what})。")
 

@@ -15,7 +15,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -27,6 +26,7 @@ from ..lesson.advice import explain
 from ..paths import ROOT
 from ..reference import materialize
 from ..services.flower import Flower, FlowerUnavailable, flower_port
+from ..services.ports import port_is_free
 from ..services.procfile import PROCFILE, ProcfileError, read_procfile
 from ..services.redis import RedisUnavailable, choose_redis, wanted_kind
 from ..services.stack import Stack, StackSpec
@@ -75,12 +75,9 @@ def _port():
 
 def _refuse_taken(port):
     """Exits when something listens on the web port (often another `make run`)."""
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            sys.exit(say(f"Port {port} is in use. Choose another: PORT=8001 make run",
-                         f"ポート {port} は使用中です。別のポートを指定してください: PORT=8001 make run"))
+    if not port_is_free(port):
+        sys.exit(say(f"Port {port} is in use. Choose another: PORT=8001 make run",
+                     f"ポート {port} は使用中です。別のポートを指定してください: PORT=8001 make run"))
 
 
 def _sleep():
@@ -366,8 +363,8 @@ def main(argv=None):
         raise SystemExit(str(problem)) from None
     except (KeyboardInterrupt, Stopped) as stop:
         # Ctrl-C, a closed terminal or a kill: stop everything and leave nothing behind.
-        show(say(f"\n{_why(stop)}Stopping the web server, the workers and Redis...",
-                 f"\n{_why(stop)}Web サーバー、ワーカー、Redis を停止します..."))
+        show(say(f"\n{_why(stop)}Stopping {_what_runs(stack, flower)}...",
+                 f"\n{_why(stop)}{_what_runs(stack, flower)}を停止します..."))
         return 0 if isinstance(stop, KeyboardInterrupt) else 128 + getattr(signal, str(stop), signal.SIGTERM)
     finally:
         for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -381,8 +378,23 @@ def main(argv=None):
         for number, handler in previous.items():
             signal.signal(number, handler)
         if stack is not None:
-            show(say("Stopped: the web server, the worker and Redis are gone.",
-                     "停止しました: Web サーバー、ワーカー、Redis はすべて終了しています。"))
+            show(say(f"Stopped: {_what_runs(stack, flower)} are gone.",
+                     f"停止しました: {_what_runs(stack, flower)}はすべて終了しています。"))
+
+
+def _what_runs(stack, flower):
+    """The run's services as the stop messages name them: "the web server, 2 workers, beat and Redis"."""
+    workers = len(stack.workers) if stack is not None else 0
+    beats = len(stack.beats) if stack is not None else 0
+    english = ["the web server", "the worker" if workers == 1 else f"{workers} workers" if workers else "the workers"]
+    japanese = ["Web サーバー", "ワーカー" if workers <= 1 else f"ワーカー {workers} つ"]
+    if beats:
+        english.append("beat" if beats == 1 else f"{beats} beats")
+        japanese.append("beat" if beats == 1 else f"beat {beats} つ")
+    if flower is not None:
+        english.append("Flower")
+        japanese.append("Flower")
+    return say(", ".join(english) + " and Redis", "、".join(japanese) + "、Redis ")
 
 
 def _why(stop):
