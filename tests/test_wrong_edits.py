@@ -1,4 +1,5 @@
-"""The classic wrong edits fail their step, and the first failure (or the test named for it) names the fix.
+"""The classic wrong edits fail their step, and the first failure (or the test named for it) names the fix;
+the other right answers a lesson offers pass the test they name.
 
 The edits are listed once, in labs/harness/dev/wrong_edits.py (`make bench` times them too).
 Each runs the step's lab on a reference with that one mistake, in a child pytest, and only as far
@@ -9,7 +10,7 @@ order is tests/test_lab_integrity.py's part.
 """
 import pytest
 
-from labs.harness.dev.wrong_edits import EDITS
+from labs.harness.dev.wrong_edits import ALSO_RIGHT, EDITS
 from labs.harness.reference import materialize
 from labs.harness.steps import load_steps
 
@@ -35,4 +36,16 @@ def test_a_wrong_edit_fails_and_its_first_failure_names_the_fix(tmp_path, edit):
     assert judged, f"{edit.name}: {edit.test or 'no test'} failed on step {edit.step}:\n{_summary(run)}"
     assert any(words in judged.message for words in edit.fix_named), \
         f"{judged.name}'s failure does not name {edit.fix_named}:\n{_summary(run)}"
+    assert not left_behind, left_behind
+
+
+@pytest.mark.parametrize("edit", ALSO_RIGHT, ids=lambda edit: f"step{edit.step}-{edit.name}")
+def test_another_right_answer_a_lesson_offers_passes(tmp_path, edit):
+    workspace = materialize(edit.base, tmp_path / "workspace")
+    edit.apply(workspace)
+    module = load_steps()[edit.step - 1].module
+    run, left_behind = run_marked([f"{module}::{edit.test}"], pytest_args=["--workspace", str(workspace)])
+
+    assert run.outcomes and not run.timed_out, run.output[-3000:]
+    assert [o.status for o in run.outcomes] == ["passed"], _summary(run)
     assert not left_behind, left_behind

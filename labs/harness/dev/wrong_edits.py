@@ -3,6 +3,9 @@
 One list, read by the project's tests (each edit must fail its step, and its first failure must
 name the fix) and by `make bench` (how many seconds each takes to be judged). An edit starts
 from the reference of ``base`` (a step number) and changes text in its files.
+
+Beside it, ALSO_RIGHT: the other answers a lesson offers besides its reference ("or give a small
+retry policy"), as edits of the reference; the test they name must pass with them.
 """
 from dataclasses import dataclass
 
@@ -26,13 +29,35 @@ class WrongEdit:
         return next((o for o in outcomes if o.status == "failed"), None)
 
     def apply(self, workspace):
-        for file, old, new in ((self.file, self.old, self.new), *self.also):
-            path = workspace / file
-            text = path.read_text()
-            if old not in text:
-                raise ValueError(f"{self.name}: {old!r} is not in {file} of reference {self.base}")
-            path.write_text(text.replace(old, new))
+        _apply(self, workspace)
 
+
+@dataclass(frozen=True)
+class AlsoRight:
+    name: str
+    step: int
+    base: int
+    file: str
+    old: str
+    new: str
+    test: str  # the test that must pass with it
+    also: tuple = ()
+
+    def apply(self, workspace):
+        _apply(self, workspace)
+
+
+def _apply(edit, workspace):
+    for file, old, new in ((edit.file, edit.old, edit.new), *edit.also):
+        path = workspace / file
+        text = path.read_text()
+        if old not in text:
+            raise ValueError(f"{edit.name}: {old!r} is not in {file} of reference {edit.base}")
+        path.write_text(text.replace(old, new))
+
+
+# What the reference of step 2 writes in settings.py (three quick tries while Redis is down).
+_STEP2_POLICY = 'CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5}\n'
 
 EDITS = [
     WrongEdit("hello() instead of hello.delay()", 2, 2, "handson/views.py",
@@ -177,5 +202,17 @@ EDITS = [
               ("CELERY_BROKER_TRANSPORT_OPTIONS",), "test_with_redis_silent_step13_answers_503_within_the_bound"),
     WrongEdit("Celery's default publish retries over a silent Redis", 13, 13, "handson/views.py",
               'hello.apply_async(("hello world",), retry=False)', 'hello.delay("hello world")', ("retry=False",),
-              "test_with_redis_silent_step13_answers_503_within_the_bound"),
+              "test_with_redis_silent_step13_answers_503_within_the_bound",
+              also=(("handson/settings.py", _STEP2_POLICY, ""),)),
+    WrongEdit("step 2's publish retry policy (2 retries) over a silent Redis", 13, 13, "handson/views.py",
+              'hello.apply_async(("hello world",), retry=False)', 'hello.delay("hello world")',
+              ("2 retries, 3 attempts",), "test_with_redis_silent_step13_answers_503_within_the_bound"),
+]
+
+ALSO_RIGHT = [
+    AlsoRight("retries kept, with the small policy step 13 gives", 13, 13, "handson/views.py",
+              'hello.apply_async(("hello world",), retry=False)', 'hello.delay("hello world")',
+              "test_with_redis_silent_step13_answers_503_within_the_bound",
+              also=(("handson/settings.py", _STEP2_POLICY, 'CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, '
+                     '"interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}\n'),)),
 ]
