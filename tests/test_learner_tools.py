@@ -98,6 +98,32 @@ def test_progress_gives_a_verdict_only_on_whole_runs(tmp_path):
     assert "1" not in json.loads((tmp_path / "lab" / "progress.json").read_text())["steps"]
 
 
+def test_a_step_run_ahead_of_the_record_says_where_to_start(tmp_path):
+    """Step 3 failing with no pass recorded for steps 1-2 ends with where to start; once they pass, it does not.
+
+    A stand-in lab (no services), with the progress plugin alone, as above."""
+    labs = tmp_path / "labs"
+    labs.mkdir()
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    for number in (1, 2):
+        (labs / f"test_step{number}.py").write_text("def test_a():\n    pass\n")
+    (labs / "test_step3.py").write_text("def test_a():\n    assert 0\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HANDSON_LAB_DIR=str(tmp_path / "lab"), HANDSON_LANG="en")
+
+    def pytest_run(*args, **extra):
+        return child_pytest("-p", "labs.harness.plugin.progress", "-q", *args, cwd=tmp_path,
+                            env=dict(env, **extra)).stdout
+
+    ahead = "Step 3 builds on the steps before it, and no pass is recorded for steps 1-2 (make status): " \
+            "start with make step1."
+    assert ahead in pytest_run("labs/test_step3.py")
+    assert "ステップ 1-2 の合格が記録されていません" in pytest_run("labs/test_step3.py", HANDSON_LANG="ja")
+    # Step 1 passing in the same run counts; step 2 is still missing.
+    assert "no pass is recorded for step 2 (make status): start with make step2." in \
+        pytest_run("labs/test_step1.py", "labs/test_step3.py")
+    pytest_run("labs/test_step2.py")
+    assert "builds on" not in pytest_run("labs/test_step3.py")
+
 # -- hints ---------------------------------------------------------------------------
 @pytest.mark.parametrize("lang", ["en", "ja"])
 def test_hint_shows_the_next_hint_each_time_in_the_chosen_language(tmp_path, lang):

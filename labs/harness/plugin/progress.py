@@ -89,6 +89,25 @@ class _Recorder:
         # Also called when a collection error ends the session (Session.Interrupted): that one is a verdict.
         self.stopped = not excinfo.errisinstance(pytest.Session.Interrupted)
 
+    def pytest_terminal_summary(self, terminalreporter):
+        # A learner who jumps ahead meets an earlier step's fix first (step 9 on the starter asks for
+        # step 2's Celery app): say so once, at the end, where the eye lands.
+        failed = [step for step, tests in self.selected.items()
+                  if any(self.outcome.get(nodeid) == "failed" for nodeid in tests)]
+        if self.stopped or not failed:
+            return
+        first, recorded = min(failed), load(self.root)["steps"]
+        before = [n for n in range(1, first)
+                  if n not in self.selected and recorded.get(str(n), {}).get("status") != "passed"]
+        if before:
+            steps = _numbers(before)
+            terminalreporter.write_line(say(
+                f"Step {first} builds on the steps before it, and no pass is recorded for {steps} (make status): "
+                f"start with make step{before[0]}.",
+                f"ステップ {first} はそれより前のステップの上に作ります。{steps} の合格が記録されていません "
+                f"(make status)。make step{before[0]} から始めてください。",
+            ))
+
     def pytest_sessionfinish(self, session):
         if self.stopped:
             return  # the learner stopped it: this run says nothing about the steps
@@ -109,6 +128,18 @@ class _Recorder:
             changed = True
         if changed:
             write_json(PROGRESS, record, self.root)
+
+
+def _numbers(steps):
+    """[1, 2, 3, 5] as "steps 1-3, 5" (ステップ 1-3, 5 in Japanese)."""
+    runs = []
+    for n in steps:
+        if runs and n == runs[-1][1] + 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    text = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs)
+    return say(f"step {text}" if len(steps) == 1 else f"steps {text}", f"ステップ {text}")
 
 
 def pytest_configure(config):
