@@ -8,6 +8,8 @@ would), one judged by the module's first failure runs the module up to it (`-x`)
 the whole module, as a learner runs it; that every test of a module keeps its verdict alone and in any
 order is tests/test_lab_integrity.py's part.
 """
+import re
+
 import pytest
 
 from labs.harness.dev.wrong_edits import ALSO_RIGHT, EDITS
@@ -36,6 +38,9 @@ def test_a_wrong_edit_fails_and_its_first_failure_names_the_fix(tmp_path, edit):
     assert judged, f"{edit.name}: {edit.test or 'no test'} failed on step {edit.step}:\n{_summary(run)}"
     assert any(words in judged.message for words in edit.fix_named), \
         f"{judged.name}'s failure does not name {edit.fix_named}:\n{_summary(run)}"
+    # Reports show a failure's first line (JUnit's message, the grade table): it is the lesson's sentence.
+    first = (judged.message.removeprefix("Failed: ").strip().splitlines() or [""])[0]
+    assert first and not re.search(r"\.py:\d+\)?$", first), f"the first line is not a sentence: {first!r}"
     assert not left_behind, left_behind
 
 

@@ -107,9 +107,7 @@ def wrong_edit_times(matching=""):
             edit.apply(workspace)
             run = run_labs([load_steps()[edit.step - 1].module], pytest_args=["--workspace", str(workspace)], env=env)
             judged = edit.judged_by(run.outcomes)
-            lines = judged.message.removeprefix("Failed: ").splitlines() if judged else ["(passed!)"]
-            # A lesson's assertion starts with its place (test_step2.py:98): the sentence is next.
-            first = lines[1] if len(lines) > 1 and re.fullmatch(r"test_\w+\.py:\d+", lines[0]) else lines[0]
+            first = (judged.message.removeprefix("Failed: ").splitlines() or [""])[0] if judged else "(passed!)"
             rows.append((edit, run.seconds, first))
     return rows
 

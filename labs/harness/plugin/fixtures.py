@@ -80,12 +80,13 @@ def pytest_runtest_makereport(item, call):
         return report
     if call.excinfo is not None and call.excinfo.errisinstance(AssertionError) and item.get_closest_marker("lab"):
         # A lesson's assertion: its message is the lesson, pytest's introspection
-        # of the expression only gets in the way. Keep the message and the line.
+        # of the expression only gets in the way. Keep the message first (reports show the
+        # first line), then where the check is, said to be the lab's, not a file to edit.
         message = str(call.excinfo.value).split("\nassert ", 1)[0].strip()
         entry = call.excinfo.traceback[-1] if call.excinfo.traceback else None
-        where = f"{item.path.name}:{entry.lineno + 1}" if entry is not None else item.nodeid
+        where = f"{item.nodeid.split('::')[0]}:{entry.lineno + 1}" if entry is not None else item.nodeid
         if message:
-            report.longrepr = f"{where}\n{message}"
+            report.longrepr = message + say(f"\n(the lab's check: {where})", f"\n(ラボの検査: {where})")
     # A service's own words, printed under the first failure that needs them when they hold
     # an error that the failure does not quote already: only what it wrote during this test
     # (an earlier test's traceback, of a test that passed, belongs to that test).
