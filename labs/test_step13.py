@@ -165,6 +165,8 @@ def _publish_retries(broker_control, celery_worker):
     """The publish retries the app runs with, in words, from the settings the worker reports (the web server
     reads the same handson/settings.py); asked while Redis answers."""
     reported = broker_control.worker_settings(celery_worker.hostname()) if celery_worker.hostname() else {}
+    if not reported:  # no answer in time: say nothing that is not known
+        return say("the retry policy in force; the worker did not report it", "有効なリトライのポリシー。ワーカーは報告しませんでした")
     policy = next((reported[name] for name in POLICY if reported.get(name) is not None), None)
     if policy is None:
         return say("Celery's default policy: 3 retries, 4 attempts", "Celery の既定のポリシー: リトライ 3 回、試行 4 回")
@@ -172,7 +174,11 @@ def _publish_retries(broker_control, celery_worker):
     if retries is None:
         return say("CELERY_TASK_PUBLISH_RETRY_POLICY in handson/settings.py gives no max_retries: no limit",
                    "handson/settings.py の CELERY_TASK_PUBLISH_RETRY_POLICY に max_retries がありません: 無制限")
-    return say(f"CELERY_TASK_PUBLISH_RETRY_POLICY in handson/settings.py: {retries} retries, {retries + 1} attempts",
+    if not isinstance(retries, int) or retries < 0:
+        return say(f"CELERY_TASK_PUBLISH_RETRY_POLICY in handson/settings.py: max_retries {retries!r}",
+                   f"handson/settings.py の CELERY_TASK_PUBLISH_RETRY_POLICY: max_retries {retries!r}")
+    return say(f"CELERY_TASK_PUBLISH_RETRY_POLICY in handson/settings.py: {retries} retr{'y' if retries == 1 else 'ies'}, "
+               f"{retries + 1} attempt{'' if retries == 0 else 's'}",
                f"handson/settings.py の CELERY_TASK_PUBLISH_RETRY_POLICY: リトライ {retries} 回、試行 {retries + 1} 回")
 
 
