@@ -206,7 +206,7 @@ EDITS = [
               also=(("handson/settings.py", _STEP2_POLICY, ""),)),
     WrongEdit("step 2's publish retry policy (2 retries) over a silent Redis", 13, 13, "handson/views.py",
               'hello.apply_async(("hello world",), retry=False)', 'hello.delay("hello world")',
-              ("2 retries, 3 attempts",), "test_with_redis_silent_step13_answers_503_within_the_bound"),
+              ("RETRY_POLICY in handson/settings.py: 2 retries",), "test_with_redis_silent_step13_answers_503_within_the_bound"),
 ]
 
 ALSO_RIGHT = [

@@ -104,7 +104,7 @@ class _Recorder:
             terminalreporter.write_line(say(
                 f"Step {first} builds on the steps before it, and no pass is recorded for {steps} (make status): "
                 f"start with make step{before[0]}.",
-                f"ステップ {first} はそれより前のステップの上に作ります。{steps} の合格が記録されていません "
+                f"ステップ {first} はそれより前のステップを土台にしています。{steps} の合格が記録されていません "
                 f"(make status)。make step{before[0]} から始めてください。",
             ))
 

@@ -102,7 +102,7 @@ def _port(variable, default, what):
     port = int(os.environ.get(variable) or default)
     if not port_is_free(port):
         return NOTE, say(f"Port {port} ({what}) is taken: `{variable}=8001 make run` picks another.",
-                             f"ポート {port} ({what}) は使用中です: `{variable}=8001 make run` で別のポートにできます。")
+                         f"ポート {port} ({what}) は使用中です: `{variable}=8001 make run` で別のポートにできます。")
     return OK, say(f"Port {port} is free ({what}).", f"ポート {port} は空いています ({what})。")
 
 

@@ -387,10 +387,10 @@ def _what_runs(stack, flower):
     workers = len(stack.workers) if stack is not None else 0
     beats = len(stack.beats) if stack is not None else 0
     english = ["the web server", "the worker" if workers == 1 else f"{workers} workers" if workers else "the workers"]
-    japanese = ["Web サーバー", "ワーカー" if workers <= 1 else f"ワーカー {workers} つ"]
+    japanese = ["Web サーバー", "ワーカー" if workers <= 1 else f"{workers} つのワーカー"]
     if beats:
         english.append("beat" if beats == 1 else f"{beats} beats")
-        japanese.append("beat" if beats == 1 else f"beat {beats} つ")
+        japanese.append("beat" if beats == 1 else f"{beats} つの beat")
     if flower is not None:
         english.append("Flower")
         japanese.append("Flower")
