@@ -264,8 +264,10 @@ def test_housekeeping_keeps_no_result(lab_stack, workspace, result_backend, slee
     _first_run(lab_stack, workspace, sleep_seconds)
 
     def succeeded():
+        # Not a run the lab revoked between tests (one in flight then): another worker may have stored REVOKED.
         logs = "".join(worker.log() for worker in lab_stack.workers)
-        return [task_id for _, task_id in _runs(lab_stack) if f"{HOUSEKEEPING}[{task_id}] succeeded" in logs] or None
+        return [task_id for _, task_id in _runs(lab_stack) if f"{HOUSEKEEPING}[{task_id}] succeeded" in logs
+                and task_id not in lab_stack.revoked_by_lab] or None
 
     done = wait_for(succeeded, timeout=sleep_seconds + 10)
     require(done, say(

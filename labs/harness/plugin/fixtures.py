@@ -119,6 +119,9 @@ def settle(stack, control, backend):
 
     left = leftovers()
     if left:
+        # A broadcast revoke makes every worker that does not hold a task store REVOKED for it, even for a
+        # task that ignores its result (celery/worker/control.py, revoke: store_result=True).
+        stack.revoked_by_lab.update(left)
         control.revoke(left, terminate=True)
         wait_for(lambda: not leftovers(), timeout=SETTLE_TIMEOUT)
 
