@@ -145,8 +145,10 @@ from labs.harness.lesson.checks import (
     declared_processes,
     declared_workers,
     press_for_new_tasks,
+    reported_settings,
     require,
     send_hello_and_see_it_received,
+    setting,
 )
 from labs.harness.lesson.waiting import wait_for
 from labs.harness.services.worker import CeleryWorker, WorkerSpec, alive
@@ -304,9 +306,8 @@ def test_a_leaky_pool_process_is_replaced_after_five_tasks(web, first_worker, re
         f"{BATCHES} 個のインポートを {len(ran)} 個のプールプロセスが実行し、最大のものは {max(held.values())} MiB を"
         f"抱えていました。{MAX_TASKS} タスクごとに新しいプロセスになるはずです (--max-tasks-per-child={MAX_TASKS})。",
     )
-    app_wide = broker_control.worker_settings(worker.hostname())  # the settings beyond Celery's defaults
-    written = next((f"{name} = {app_wide[name]!r}" for name in (f"CELERY_{APP_WIDE.upper()}", APP_WIDE)
-                    if app_wide.get(name) is not None), None)
+    spelled, value = setting(reported_settings(worker, broker_control), APP_WIDE)
+    written = f"{spelled} = {value!r}" if spelled else None
     assert written is None, say(
         f"handson/settings.py sets {written}: every worker of the app then recycles its pool processes, and each "
         "replacement can leave a slot empty for seconds (step 5's retries come late). Remove it and recycle only "

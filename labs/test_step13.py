@@ -123,7 +123,7 @@ import time
 import pytest
 
 from labs.harness.i18n import say
-from labs.harness.lesson.checks import find_button, press, received_ids, require
+from labs.harness.lesson.checks import find_button, press, received_ids, reported_settings, require, setting
 from labs.harness.lesson.waiting import wait_for
 from labs.harness.services.causes import ServiceProblem
 from labs.harness.services.worker import WorkerSpec
@@ -140,7 +140,6 @@ HANG = 10  # seconds the lab waits for an answer before it calls the request hun
 RETRYING = "Trying again in"  # the worker's words when an attempt to reconnect failed (celery/worker/consumer)
 RETRYING_WITHIN = 10  # seconds: it notices a closed connection at once, and tries again at once
 TRANSPORT_OPTIONS = 'CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": 1, "socket_connect_timeout": 1}'
-POLICY = ("CELERY_TASK_PUBLISH_RETRY_POLICY", "task_publish_retry_policy")  # as the worker may report it
 CATCH = ("except OperationalError as error: return HttpResponse(f\"Redis (the broker) cannot be reached, "
          "nothing was sent: {error}\", status=503)")
 
@@ -172,11 +171,11 @@ def _publish_retries(broker_control, celery_worker):
     """(the publish retries the app runs with, in words; their number, or None when unknown or unlimited),
     from the settings the worker reports (the web server reads the same handson/settings.py); asked while
     Redis answers."""
-    reported = broker_control.worker_settings(celery_worker.hostname()) if celery_worker.hostname() else {}
+    reported = reported_settings(celery_worker, broker_control)
     if not reported:  # no answer in time: say nothing that is not known
         return say("the retry policy in force; the worker did not report it",
                    "有効なリトライのポリシー。ワーカーは報告しませんでした"), None
-    policy = next((reported[name] for name in POLICY if reported.get(name) is not None), None)
+    _, policy = setting(reported, "task_publish_retry_policy")
     if policy is None:
         return say("Celery's default policy: 3 retries", "Celery の既定のポリシー: リトライ 3 回"), 3
     retries = policy.get("max_retries") if isinstance(policy, dict) else None
@@ -209,9 +208,9 @@ def _server_free_again(web):
     return wait_for(answers, timeout=30, interval=0.2)
 
 
-def _require_503(answer, seconds, cause, bound, outage, retries):
+def _require_503(answer, seconds, cause, bound, outage, policy):
     outage_ja = {"down": "ダウン", "silent": "無応答"}[outage]
-    words, count = retries
+    words, count = policy  # from _publish_retries
     # One retry is what the small policy keeps: offer it only to a policy that allows more (or no limit).
     fewer = count is None or count > 1
     fewer_en = ", or give CELERY_TASK_PUBLISH_RETRY_POLICY a max_retries of 1" if fewer else ""
@@ -258,23 +257,23 @@ def test_with_redis_down_step13_answers_503_at_once(web, celery_worker, result_b
                                                     sleep_seconds):
     """Redis down (every connection closed): Step13 answers 503, saying Redis cannot be reached, within DOWN_BOUND s."""
     action = _healthy_press(web, celery_worker, result_backend, sleep_seconds)
-    retries = _publish_retries(broker_control, celery_worker)
+    policy = _publish_retries(broker_control, celery_worker)
     link.go_down()
     answer, seconds, cause = _post_during_outage(web, action)
     link.restore()
-    _require_503(answer, seconds, cause, DOWN_BOUND, "down", retries)
+    _require_503(answer, seconds, cause, DOWN_BOUND, "down", policy)
 
 
 def test_with_redis_silent_step13_answers_503_within_the_bound(web, celery_worker, result_backend, broker_control,
                                                                link, sleep_seconds):
     """Redis silent (connections open, no answer): Step13 answers 503 within SILENT_BOUND s instead of hanging."""
     action = _healthy_press(web, celery_worker, result_backend, sleep_seconds)
-    retries = _publish_retries(broker_control, celery_worker)
+    policy = _publish_retries(broker_control, celery_worker)
     link.go_silent()
     answer, seconds, cause = _post_during_outage(web, action)
     link.restore()
     _server_free_again(web)
-    _require_503(answer, seconds, cause, SILENT_BOUND, "silent", retries)
+    _require_503(answer, seconds, cause, SILENT_BOUND, "silent", policy)
 
 
 def test_when_redis_is_back_the_worker_takes_work_again(web, celery_worker, result_backend, link, sleep_seconds):

@@ -112,7 +112,14 @@ import pytest
 
 from labs.harness.i18n import say
 from labs.harness.lesson import foundations
-from labs.harness.lesson.checks import declared_workers, for_every_task, listed_tasks, press
+from labs.harness.lesson.checks import (
+    declared_workers,
+    for_every_task,
+    listed_tasks,
+    press,
+    reported_settings,
+    setting,
+)
 from labs.harness.lesson.waiting import wait_for
 from labs.harness.services.procfile import PROCFILE, ProcfileError, read_procfile
 from labs.harness.services.stack import StackSpec
@@ -238,8 +245,7 @@ def _routes_to_no_task(celery_workers, broker_control):
     """The keys of the app's task_routes that match no task the workers registered, and those names.
     A route's key is a task's full name, or a glob such as "handson.tasks.*" (Celery's routes)."""
     worker = celery_workers[0]
-    reported = broker_control.worker_settings(worker.hostname()) if worker.hostname() else {}
-    routes = reported.get("CELERY_TASK_ROUTES") or reported.get("task_routes") or {}
+    routes = setting(reported_settings(worker, broker_control), "task_routes")[1] or {}
     registered = sorted({name for each in celery_workers for name in each.registered_tasks()
                          if not name.startswith("celery.")})
     unknown = [key for key in routes if isinstance(routes, dict) and not fnmatch.filter(registered, key)]

@@ -11,13 +11,25 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
-class WrongEdit:
+class Edit:
     name: str
     step: int  # the step whose lab judges it
     base: int  # the reference it starts from
     file: str  # handson/...
     old: str  # text that must be in the file (replaced by ``new``)
     new: str
+
+    def apply(self, workspace):
+        for file, old, new in ((self.file, self.old, self.new), *self.also):
+            path = workspace / file
+            text = path.read_text()
+            if old not in text:
+                raise ValueError(f"{self.name}: {old!r} is not in {file} of reference {self.base}")
+            path.write_text(text.replace(old, new))
+
+
+@dataclass(frozen=True)
+class WrongEdit(Edit):
     fix_named: tuple  # words the failure must contain (any one of them)
     test: str = ""  # the test that must fail naming the fix; "" for the module's first failure
     also: tuple = ()  # more changes of the same edit, in other files: (file, old, new), ...
@@ -28,36 +40,18 @@ class WrongEdit:
             return next((o for o in outcomes if o.name == self.test and o.status == "failed"), None)
         return next((o for o in outcomes if o.status == "failed"), None)
 
-    def apply(self, workspace):
-        _apply(self, workspace)
-
 
 @dataclass(frozen=True)
-class AlsoRight:
-    name: str
-    step: int
-    base: int
-    file: str
-    old: str
-    new: str
+class AlsoRight(Edit):
     test: str  # the test that must pass with it
     also: tuple = ()
-
-    def apply(self, workspace):
-        _apply(self, workspace)
-
-
-def _apply(edit, workspace):
-    for file, old, new in ((edit.file, edit.old, edit.new), *edit.also):
-        path = workspace / file
-        text = path.read_text()
-        if old not in text:
-            raise ValueError(f"{edit.name}: {old!r} is not in {file} of reference {edit.base}")
-        path.write_text(text.replace(old, new))
 
 
 # What the reference of step 2 writes in settings.py (three quick tries while Redis is down).
 _STEP2_POLICY = 'CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5}\n'
+# Step 13's view, with the app's publish retries instead of retry=False: (file, old, new).
+_WITH_RETRIES = ("handson/views.py", 'hello.apply_async(("hello world",), retry=False)', 'hello.delay("hello world")')
+_SILENT_TEST = "test_with_redis_silent_step13_answers_503_within_the_bound"
 
 EDITS = [
     WrongEdit("hello() instead of hello.delay()", 2, 2, "handson/views.py",
@@ -199,20 +193,15 @@ EDITS = [
 """, ("except OperationalError",), "test_with_redis_down_step13_answers_503_at_once"),
     WrongEdit("an unbounded publish (no socket timeout for the broker)", 13, 13, "handson/settings.py",
               'CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": 1, "socket_connect_timeout": 1}\n', "",
-              ("CELERY_BROKER_TRANSPORT_OPTIONS",), "test_with_redis_silent_step13_answers_503_within_the_bound"),
-    WrongEdit("Celery's default publish retries over a silent Redis", 13, 13, "handson/views.py",
-              'hello.apply_async(("hello world",), retry=False)', 'hello.delay("hello world")', ("retry=False",),
-              "test_with_redis_silent_step13_answers_503_within_the_bound",
-              also=(("handson/settings.py", _STEP2_POLICY, ""),)),
-    WrongEdit("step 2's publish retry policy (2 retries) over a silent Redis", 13, 13, "handson/views.py",
-              'hello.apply_async(("hello world",), retry=False)', 'hello.delay("hello world")',
-              ("RETRY_POLICY in handson/settings.py: 2 retries",), "test_with_redis_silent_step13_answers_503_within_the_bound"),
+              ("CELERY_BROKER_TRANSPORT_OPTIONS",), _SILENT_TEST),
+    WrongEdit("Celery's default publish retries over a silent Redis", 13, 13, *_WITH_RETRIES, ("retry=False",),
+              _SILENT_TEST, also=(("handson/settings.py", _STEP2_POLICY, ""),)),
+    WrongEdit("step 2's publish retry policy (2 retries) over a silent Redis", 13, 13, *_WITH_RETRIES,
+              ("RETRY_POLICY in handson/settings.py: 2 retries",), _SILENT_TEST),
 ]
 
 ALSO_RIGHT = [
-    AlsoRight("retries kept, with the small policy step 13 gives", 13, 13, "handson/views.py",
-              'hello.apply_async(("hello world",), retry=False)', 'hello.delay("hello world")',
-              "test_with_redis_silent_step13_answers_503_within_the_bound",
+    AlsoRight("retries kept, with the small policy step 13 gives", 13, 13, *_WITH_RETRIES, _SILENT_TEST,
               also=(("handson/settings.py", _STEP2_POLICY, 'CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, '
                      '"interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}\n'),)),
 ]

@@ -246,13 +246,27 @@ def declared_workers(workspace):
     return [spec for spec in declared_processes(workspace) if isinstance(spec, WorkerSpec)]
 
 
+def reported_settings(worker, broker_control):
+    """The settings beyond Celery's defaults that the running worker reports (its `conf` remote
+    control, never by importing handson): {} when it does not answer in time."""
+    hostname = worker.hostname()
+    return broker_control.worker_settings(hostname) if hostname else {}
+
+
+def setting(reported, name):
+    """(the name as the learner wrote it, its value) of Celery's setting ``name`` (e.g. "task_routes") in
+    ``reported``: CELERY_<NAME> in handson/settings.py, or ``name`` on the app itself; (None, None) if unset."""
+    for spelled in (f"CELERY_{name.upper()}", name):
+        if reported.get(spelled) is not None:
+            return spelled, reported[spelled]
+    return None, None
+
+
 def for_every_task(worker, broker_control, names):
     """Which of the task options ``names`` (Celery's names, e.g. "task_acks_late") the worker was
     configured with for every task, in handson/settings.py as CELERY_<NAME> or on the app itself:
-    {name: "CELERY_TASK_ACKS_LATE = True", as the learner wrote it}. Asked of the running worker
-    (its `conf` remote control), never by importing handson."""
-    hostname = worker.hostname()
-    reported = broker_control.worker_settings(hostname) if hostname else {}
+    {name: "CELERY_TASK_ACKS_LATE = True", as the learner wrote it}."""
+    reported = reported_settings(worker, broker_control)
     found = {}
     for name in names:
         for spelled in (f"CELERY_{name.upper()}", name):
