@@ -195,7 +195,7 @@ def engine():
 
 
 def containers_of(client, run_id):
-    return client.containers.list(all=True, filters={"label": f"{docker_cleanup.RUN}={run_id}"})
+    return docker_cleanup.listed_containers(client, {"label": f"{docker_cleanup.RUN}={run_id}"})
 
 
 def gone(pid):

@@ -53,13 +53,19 @@ def owner_alive(labels):
 
 def remove_run(client, run_id):
     """Remove every container of run ``run_id``; the number removed."""
-    return _remove(client, client.containers.list(all=True, filters={"label": f"{RUN}={run_id}"}))
+    return _remove(client, listed_containers(client, {"label": f"{RUN}={run_id}"}))
 
 
 def remove_orphans(client):
     """Remove containers left by runs of this host whose process is gone; the number removed."""
-    labelled = client.containers.list(all=True, filters={"label": PID})
+    labelled = listed_containers(client, {"label": PID})
     return _remove(client, [c for c in labelled if not owner_alive(c.labels)])
+
+
+def listed_containers(client, filters):
+    """The containers matching ``filters``, stopped ones too. docker-py lists the ids, then inspects each:
+    one removed in between (by its watchdog, by another cleanup) is left out instead of raising NotFound."""
+    return client.containers.list(all=True, filters=filters, ignore_removed=True)
 
 
 def _remove(client, containers):

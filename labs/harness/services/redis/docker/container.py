@@ -183,8 +183,7 @@ class DockerRedis(RedisService):
 
         # The server's own words stay in the run folder, which is kept when a test fails.
         try:
-            for container in self.engine.containers.list(
-                    all=True, filters={"label": f"{docker_cleanup.RUN}={run_id}"}):
+            for container in docker_cleanup.listed_containers(self.engine, {"label": f"{docker_cleanup.RUN}={run_id}"}):
                 (self.log_dir / "redis.log").write_bytes(container.logs())
         except (DockerException, OSError):
             pass  # the log is a help for a failed run, never a reason to fail one
