@@ -198,16 +198,22 @@ def digest(path):
 
 
 # What the lab's grade needs of our environment: the runner's fields for result.json, the lab's own
-# HANDSON_* settings and what Python needs. Not the job's secrets and tokens: the graded code runs
-# below the grade (the lab narrows the environment again for the code itself).
+# settings (named one by one, as the lab's services/app_env.py names them) and what Python needs. Not
+# the job's secrets and tokens: the graded code runs below the grade (the lab narrows the environment
+# again for the code itself). HANDSON_LAB_REPO and HANDSON_LAB_REF are not passed on: the lab is
+# fetched before, and a token in the repository's URL stays here.
 PASSED_ON = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "RUNNER_TEMP", "GRADE_DIR",
              "RUNNER_ENVIRONMENT",
-             "CLASSROOM", "ASSIGNMENT", "SUBMISSION_TAG", "COMMIT_URL", "RELEASE_URL", "REVIEW_URL", "DOCKER_HOST")
+             "CLASSROOM", "ASSIGNMENT", "SUBMISSION_TAG", "COMMIT_URL", "RELEASE_URL", "REVIEW_URL",
+             "HANDSON_LAB", "HANDSON_LAB_PYTHON", "HANDSON_GRADE_STEPS", "HANDSON_REDIS", "HANDSON_REDIS_IMAGE",
+             "HANDSON_LANG", "HANDSON_SLEEP", "HANDSON_GRADE_USER", "HANDSON_GRADE_SUDO", "HANDSON_DISCARD_LOGS",
+             "HANDSON_RUN_MARK", "HANDSON_TESTS_TMPDIR",
+             "DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")
 
 
 def passed_on():
     return {key: value for key, value in os.environ.items()
-            if key in PASSED_ON or key.startswith(("LC_", "HANDSON_", "TESTCONTAINERS_"))}
+            if key in PASSED_ON or key.startswith(("LC_", "TESTCONTAINERS_"))}
 
 
 def drop_secrets(lab, python):

@@ -9,41 +9,47 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
+from labs.harness.lesson.waiting import wait_for
 from labs.harness.paths import ROOT
 from labs.harness.services import confine
 
 
-def test_the_plan_covers_the_temporary_folders_and_each_closed_folder_on_the_way(tmp_path):
-    closed = tmp_path / "home"
-    (closed / "lab" / "venv").mkdir(parents=True)
-    (tmp_path / "open").mkdir()
-    closed.chmod(0o700)
-    stranger = SimpleNamespace(pw_uid=os.getuid() + 12345, pw_gid=os.getgid() + 12345)
+def test_the_plan_shows_each_folder_once_and_never_the_machine_or_a_temporary_folder(tmp_path):
+    lab = tmp_path / "lab"
+    (lab / "labs").mkdir(parents=True)
+    (lab / ".venv").mkdir()
+    data = tmp_path / "run" / "data"
+    data.mkdir(parents=True)
 
-    covers = confine.plan([closed / "lab" / "venv", tmp_path / "open"], stranger, temp_folders=())
+    shown = confine.plan([lab / "labs", lab / ".venv", lab / "labs" / "harness", "/", "/usr/bin", "/tmp", tmp_path / "run"],
+                         writable=[data])
 
-    assert all(cover in (closed, *closed.parents) for cover in covers)  # tmp_path's own parents may be closed
-    assert covers[closed] == {closed / "lab"}
-    assert tmp_path / "open" not in covers
+    assert shown == [(tmp_path / "run", False), (lab / ".venv", False), (lab / "labs", False), (data, True)], shown
 
 
 pytestmark_root = pytest.mark.skipif(os.geteuid() != 0 or not sys.platform.startswith("linux"),
                                      reason="the launcher needs root (it changes user and mounts)")
 
 
-def confined(program, tmp_path):
-    """Run ``program`` through the launcher as the grading user; its output and exit code."""
-    assert confine.ensure_user(confine.DEFAULT_USER) is None
-    argv = confine.wrap([sys.executable, "-c", textwrap.dedent(program)], tmp_path, user=confine.DEFAULT_USER)
+@pytest.fixture
+def app_user():
+    """A uid claimed as grading claims one (no account has it), given back afterwards."""
+    [user] = confine.claim_uids(1)
+    yield user
+    confine.release([user])
+
+
+def confined(program, tmp_path, user, readable=()):
+    """Run ``program`` through the launcher as ``user``, in ``tmp_path``; its output and exit code."""
+    argv = confine.wrap([sys.executable, "-c", textwrap.dedent(program)], tmp_path, user=user, readable=readable)
     return subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=120)
 
 
 @pytestmark_root
-def test_the_app_cannot_write_the_lab_or_read_root_only_files_or_become_root(tmp_path):
+def test_the_app_cannot_write_the_lab_or_read_root_only_files_or_become_root(tmp_path, app_user):
     tmp_path.chmod(0o755)
     secret = tmp_path / "secret"
     secret.write_text("root only")
@@ -63,7 +69,7 @@ def test_the_app_cannot_write_the_lab_or_read_root_only_files_or_become_root(tmp
             print("refused", error.strerror)
         print("uid", os.getuid(), os.geteuid(), os.getgroups())
         os.setuid(0)
-    """, tmp_path)
+    """, tmp_path, app_user)
 
     assert "wrote" not in ran.stdout and "read the secret" not in ran.stdout, ran.stdout + ran.stderr
     assert ran.stdout.count("refused") == 3, ran.stdout + ran.stderr
@@ -72,7 +78,7 @@ def test_the_app_cannot_write_the_lab_or_read_root_only_files_or_become_root(tmp
 
 
 @pytestmark_root
-def test_memory_file_size_temporary_space_and_processes_are_limited(tmp_path):
+def test_memory_file_size_temporary_space_and_processes_are_limited(tmp_path, app_user):
     tmp_path.chmod(0o755)
     ran = confined("""
         import errno, os, time
@@ -110,7 +116,7 @@ def test_memory_file_size_temporary_space_and_processes_are_limited(tmp_path):
         for pid in children:
             os.kill(pid, 9)
             os.waitpid(pid, 0)
-    """, tmp_path)
+    """, tmp_path, app_user)
     lines = ran.stdout.splitlines()
 
     assert "memory: refused" in lines, ran.stdout + ran.stderr
@@ -122,7 +128,7 @@ def test_memory_file_size_temporary_space_and_processes_are_limited(tmp_path):
 
 
 @pytestmark_root
-def test_the_private_tmp_shows_only_what_the_app_needs(tmp_path):
+def test_the_private_tmp_shows_only_what_the_app_needs(tmp_path, app_user):
     tmp_path.chmod(0o755)
     (tmp_path / "visible").write_text("the run's own folder")
     Path("/tmp/celery-handson-test-not-for-the-app").write_text("another run's file")
@@ -131,9 +137,89 @@ def test_the_private_tmp_shows_only_what_the_app_needs(tmp_path):
             import os
             print(sorted(os.listdir("/tmp")))
             print(open("visible").read())
-        """, tmp_path)
+        """, tmp_path, app_user)
     finally:
         Path("/tmp/celery-handson-test-not-for-the-app").unlink()
 
     assert "celery-handson-test-not-for-the-app" not in ran.stdout, ran.stdout
     assert "the run's own folder" in ran.stdout, ran.stdout + ran.stderr
+
+
+@pytestmark_root
+def test_the_app_sees_its_folders_and_nothing_beside_them(tmp_path, app_user):
+    """Beside the folder it runs in: a peer's clone, a checkout's .git/config (where a CI checkout keeps
+    its token), a teacher's notes. None is shown; the way to the shown folder is, and only it."""
+    tmp_path.chmod(0o755)
+    graded = tmp_path / "class" / "alice"
+    graded.mkdir(parents=True)
+    (graded / "mine.txt").write_text("alice's own")
+    peer = tmp_path / "class" / "bob" / "handson"
+    peer.mkdir(parents=True)
+    (peer / "urls.py").write_text("canary-peer")
+    (tmp_path / "checkout" / ".git").mkdir(parents=True)
+    (tmp_path / "checkout" / ".git" / "config").write_text("extraheader = AUTHORIZATION: canary-token")
+    (tmp_path / "notes.txt").write_text("canary-notes")
+    for folder in (tmp_path / "class", tmp_path / "class" / "bob", peer, tmp_path / "checkout"):
+        folder.chmod(0o755)
+    ran = confined(f"""
+        import os
+        print("top", sorted(os.listdir("/")))
+        print("mine", open("mine.txt").read())
+        print("class", os.listdir({str(tmp_path / 'class')!r}))
+        for path in [{str(peer / 'urls.py')!r}, {str(tmp_path / 'checkout' / '.git' / 'config')!r},
+                     {str(tmp_path / 'notes.txt')!r}]:
+            try:
+                print("read", open(path).read())
+            except OSError as error:
+                print("hidden", error.strerror)
+    """, graded, app_user)
+
+    assert "canary" not in ran.stdout and ran.stdout.count("hidden No such file") == 3, ran.stdout + ran.stderr
+    assert "mine alice's own" in ran.stdout and "class ['alice']" in ran.stdout, ran.stdout
+    top = eval(ran.stdout.splitlines()[0][4:])
+    assert set(top) <= {*confine.SYSTEM, "proc", "tmp", "var", "run", *Path(tmp_path).parts[1:2],
+                        *(Path(p).resolve().parts[1] for p in (sys.prefix, sys.base_prefix, ROOT))}, top
+
+
+@pytestmark_root
+def test_the_app_sees_no_process_of_another_user(tmp_path, app_user):
+    """Its /proc is its own (hidepid=2): not the grader's command lines, nor another grade's processes."""
+    tmp_path.chmod(0o755)
+    ran = confined(f"""
+        import os
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+        print("mine", os.getpid() in pids, "grader", {os.getpid()} in pids, "init", 1 in pids)
+        try:
+            open("/proc/{os.getpid()}/cmdline").read()
+            print("read the grader's command line")
+        except OSError as error:
+            print("hidden", error.strerror)
+    """, tmp_path, app_user)
+
+    assert "mine True grader False init False" in ran.stdout, ran.stdout + ran.stderr
+    assert "hidden" in ran.stdout, ran.stdout
+
+
+@pytestmark_root
+def test_each_grade_claims_uids_no_one_has_and_a_dead_grade_s_are_swept():
+    """Claimed uids have no account and no process; a process left by a grade that was killed (its
+    claim's owner is gone) is killed when the next grade claims, and its claim dropped."""
+    first, second = confine.claim_uids(2)
+    accounts = {entry.pw_uid for entry in confine.pwd.getpwall()}
+    assert first != second and not {confine.lookup(first).pw_uid, confine.lookup(second).pw_uid} & accounts
+    survivor = subprocess.Popen(confine.wrap(["sleep", "120"], None, user=first))
+    try:
+        uid = confine.lookup(first).pw_uid
+        assert wait_for(lambda: confine._processes_of({uid}), timeout=10), "the survivor did not start"
+        claim = confine.CLAIMS / str(uid)
+        (claim / "owner.json").write_text('{"pid": 999999999, "started": 0}')  # its grade is gone
+
+        [third] = confine.claim_uids(1)
+
+        assert wait_for(lambda: survivor.poll() is not None, timeout=10), "the dead grade's survivor still runs"
+        assert not claim.exists()
+        confine.release([second, third])
+        assert not (confine.CLAIMS / str(confine.lookup(second).pw_uid)).exists()
+    finally:
+        survivor.kill()
+        survivor.wait()

@@ -101,6 +101,29 @@ def _no_answer(cause):
                f"{d['method']} {d['path']} に応答がありません: {d['error']}")
 
 
+def _no_remote_control(cause):
+    node = cause.detail["node"]
+    return say(f"The worker {node} started but does not answer Celery's remote control (a ping to it through "
+               "Redis): without it no revoke or inspect reaches it. Leave CELERY_WORKER_ENABLE_REMOTE_CONTROL "
+               "at its default (True), and let `celery -A handson worker` be Celery's own worker: nothing in "
+               "handson/ should take messages off the queue itself.",
+               f"ワーカー {node} は起動しましたが、Celery のリモート制御 (Redis 経由の ping) に応答しません。これでは "
+               "revoke も inspect も届きません。CELERY_WORKER_ENABLE_REMOTE_CONTROL は既定 (True) のままにし、"
+               "`celery -A handson worker` を Celery 自身のワーカーにしてください。handson/ の中でキューから"
+               "メッセージを取り出してはいけません。")
+
+
+def _answer_too_large(cause):
+    d = cause.detail
+    megabytes = d["limit"] >> 20
+    return say(f"{d['method']} {d['path']} sent more than {megabytes} MB, or did not finish its answer within "
+               f"{d['seconds']:g} s: the lab stopped reading. A view answers with a page of kilobytes (or a "
+               "redirect), once, and returns.",
+               f"{d['method']} {d['path']} が {megabytes} MB を超える応答を送ったか、{d['seconds']:g} 秒以内に応答を"
+               "終えませんでした。ラボは読むのをやめました。ビューは数 KB のページ (またはリダイレクト) を一度返して"
+               "終わります。")
+
+
 def _server_error(cause):
     d = cause.detail
     what = (d["headline"] or say("the app raised an error", "アプリでエラー")) if d["status"] == 500 else d["body"]
@@ -153,6 +176,8 @@ _EXPLAIN = {
     "not_ready": _did_not_start,
     "stopped": _stopped,
     "no_answer": _no_answer,
+    "answer_too_large": _answer_too_large,
+    "no_remote_control": _no_remote_control,
     "server_error": _server_error,
 }
 

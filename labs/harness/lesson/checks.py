@@ -5,6 +5,7 @@ Every assertion here teaches: it names the file to edit and the idea missing.
 import datetime
 import json
 import re
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -159,40 +160,60 @@ def tasks_on_page(html):
     return re.findall(r'class="task" data-id="([^"]+)" data-state="([^"]+)"', html)
 
 
+# The probe reports on a file the lab opened for it (its descriptor in argv[1]), tagged with a nonce it
+# reads from stdin before `import handson` (so the import finds stdin empty), and ends with os._exit:
+# what the learner's code prints, at import or in an atexit hook, never stands for its answer.
 _EXPORTS = """
-import json
-report = {"all": None, "error": None, "celery_app": None, "star": []}
-try:
-    import handson
-    declared = getattr(handson, "__all__", None)
-    report["all"] = list(declared) if declared is not None else None
-    app = getattr(handson, "celery_app", None)
-    report["celery_app"] = type(app).__module__ + "." + type(app).__name__ if app is not None else None
-    namespace = {}
-    exec("from handson import *", namespace)
-    report["star"] = sorted(name for name in namespace if not name.startswith("__"))
-except Exception as error:
-    report["error"] = f"{type(error).__name__}: {error}"
-print(json.dumps(report))
+import json, os, sys
+
+
+def probe(channel, nonce):
+    report = {"all": None, "error": None, "celery_app": None, "star": []}
+    try:
+        import handson
+        declared = getattr(handson, "__all__", None)
+        report["all"] = [str(name) for name in declared] if declared is not None else None
+        app = getattr(handson, "celery_app", None)
+        report["celery_app"] = type(app).__module__ + "." + type(app).__name__ if app is not None else None
+        namespace = {}
+        exec("from handson import *", namespace)
+        report["star"] = sorted(name for name in namespace if not name.startswith("__"))
+    except Exception as error:
+        report["error"] = f"{type(error).__name__}: {error}"[:500]
+    os.write(channel, (json.dumps({"nonce": nonce, "report": report}) + "\\n").encode())
+    os._exit(0)
+
+
+probe(int(sys.argv[1]), sys.stdin.readline().strip())
 """
+PROBE_LIMIT = 1 << 20  # bytes of the probe's report read
 
 
 def package_exports(workspace, env):
     """What `import handson` and `from handson import *` give, learned in a child process (the
     learner's code is never imported into the test process): {"all", "error", "celery_app", "star"}."""
+    nonce = secrets.token_hex(16)
     # Into files, not pipes: a process that `import handson` starts in the background would hold a
     # pipe open, and reading it to its end would wait for that process instead of this one.
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        subprocess.run(confine.wrap([sys.executable, "-c", _EXPORTS], workspace), cwd=workspace, env=env, stdout=out, stderr=err,
-                       text=True, timeout=60)
-        out.seek(0)
+    with tempfile.TemporaryFile("w+b") as channel, tempfile.TemporaryFile("w+") as err:
+        fd = channel.fileno()
+        subprocess.run(confine.wrap([sys.executable, "-c", _EXPORTS, str(fd)], workspace), cwd=workspace, env=env,
+                       input=nonce + "\n", stdout=subprocess.DEVNULL, stderr=err, pass_fds=(fd,), text=True,
+                       timeout=60)
+        channel.seek(0)
         err.seek(0)
-        stdout, stderr = out.read(), err.read()
-    lines = stdout.strip().splitlines()
-    if not lines:
-        return {"all": None, "error": stderr.strip().splitlines()[-1:] or ["no output"], "celery_app": None,
-                "star": []}
-    return json.loads(lines[-1])
+        said, stderr = channel.read(PROBE_LIMIT).decode("utf-8", "replace"), err.read(PROBE_LIMIT)
+    for line in reversed(said.splitlines()):
+        try:
+            found = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(found, dict) and found.get("nonce") == nonce:
+            return found["report"]
+    return {"all": None, "error": (stderr.strip().splitlines() or ["the probe gave no answer"])[-1][:500],
+            "celery_app": None, "star": []}
+
+
 def press_for_new_tasks(web, label, view, route_name, path, task_name, count):
     """Press a button and return the ``count`` tasks named ``task_name`` it sent, as the task list shows
     them ({"id", "args", "state", ...}), oldest first."""

@@ -33,8 +33,8 @@ class StackKeeper:
     """Keeps the one live stack of this process; a module that declares another stack
     stops it first (two stacks on one broker would take each other's tasks)."""
 
-    def __init__(self, workspace, redis, lab):
-        self.workspace, self.redis, self.lab = workspace, redis, lab
+    def __init__(self, workspace, redis, lab, control):
+        self.workspace, self.redis, self.lab, self.control = workspace, redis, lab, control
         self.current, self.started = None, 0
 
     def get(self, spec):
@@ -46,6 +46,8 @@ class StackKeeper:
         # The lab answers the app's payments (handson/payments.py): step 9 holds them while it looks.
         self.current = Stack(self.workspace, self.redis, self.lab.sleep, log_dir, spec, own_redis=False,
                              payments="lab").start()
+        for worker in self.current.workers:  # each is a Celery worker that answers its remote control
+            worker.confirm(self.control)
         return self.current
 
     def close(self):
@@ -175,9 +177,9 @@ def redis_server(lab):
 
 
 @pytest.fixture(scope="session")
-def lab_stacks(workspace, redis_server, lab):
+def lab_stacks(workspace, redis_server, lab, broker_control):
     """The keeper of this process's live stack (one at a time, on the run's Redis)."""
-    keeper = StackKeeper(workspace, redis_server, lab)
+    keeper = StackKeeper(workspace, redis_server, lab, broker_control)
     yield keeper
     keeper.close()
 

@@ -38,6 +38,7 @@ class LabRun:
 
 LAB = pytest.StashKey[LabRun]()
 SUBREAPER = pytest.StashKey[bool]()  # this run became the subreaper of what its services start
+PRIVATE_RUN_DIR = pytest.StashKey[bool]()  # the run folder is a tmpfs of this run's (confine.private_run_folder)
 
 
 def pytest_addoption(parser):
@@ -115,7 +116,10 @@ def pytest_configure(config):
     # own command line, but keeps this folder as its working directory).
     run_dir = Path(tempfile.mkdtemp(prefix=f"celery-handson-{os.getpid()}-"))
     if confine.confining_user():
-        run_dir.chmod(0o755)  # the services' folder: the confined app enters it (and may read its logs)
+        # The services' folder (their logs, the app's data) on a small tmpfs of this run's own: the app
+        # cannot fill the disk through its data folder, nor the grader's reports with it.
+        config.stash[PRIVATE_RUN_DIR] = confine.private_run_folder(run_dir)
+        run_dir.chmod(0o755)  # the confined services enter it (each sees only the part it needs)
     try:
         redis, redis_note = choose_redis(config.getoption("redis"), run_dir, offset=xdist_index(config))
     except RedisUnavailable as problem:
@@ -144,5 +148,8 @@ def pytest_unconfigure(config):
     # Logs are kept for a failed run, for the learner to read, unless the caller expects
     # failures and reads the outcome elsewhere (HANDSON_DISCARD_LOGS=1, the project's own tests).
     discard = os.environ.get("HANDSON_DISCARD_LOGS") == "1"
+    if lab and config.stash.get(PRIVATE_RUN_DIR, False):
+        confine.leave_run_folder(lab.run_dir)  # what was on it goes with it; the empty folder below stays
+        discard = True
     if lab and (discard or not lab.failed) and not config.getoption("keep_logs"):
         shutil.rmtree(lab.run_dir, ignore_errors=True)

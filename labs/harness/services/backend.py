@@ -11,11 +11,13 @@
 import contextlib
 import functools
 import json
+import re
 import threading
 
 import redis as redis_client
 
 META_PREFIX = "celery-task-meta-"
+META_LIMIT = 4 << 20  # bytes of one stored result the lab reads
 
 
 class ResultBackend:
@@ -24,9 +26,16 @@ class ResultBackend:
         self.client = redis.client(redis.result_backend_url)
 
     def meta(self, task_id):
-        """The stored meta of a task (status, result, date_done, ...), or None if none is stored."""
-        raw = self.client.get(f"celery-task-meta-{task_id}")
-        return json.loads(raw) if raw else None
+        """The stored meta of a task (status, result, date_done, ...), or None if none is stored. Read
+        within META_LIMIT bytes (a task may return anything): a larger one gives its status alone, with
+        "too_large" set."""
+        raw = self.client.getrange(f"{META_PREFIX}{task_id}", 0, META_LIMIT)
+        if not raw:
+            return None
+        if len(raw) > META_LIMIT:
+            status = re.search(rb'"status": ?"(\w+)"', raw[:4096])  # Celery writes the status first
+            return {"status": status.group(1).decode() if status else None, "result": None, "too_large": True}
+        return json.loads(raw)
 
     def seconds_left(self, task_id):
         """How long Redis keeps the task's result (the key's TTL), or None (no such key, or no TTL)."""
@@ -116,6 +125,12 @@ class BrokerControl:
     def revoke(self, task_ids, terminate=False):
         """Revoke one id or a list of ids, in one broadcast."""
         self.app.control.revoke(task_ids, terminate=terminate)
+
+    def answers_ping(self, hostname, timeout=3.0):
+        """Whether the worker ``hostname`` answers Celery's remote-control ping through the broker (the
+        first answer ends the wait: a Celery worker answers in milliseconds)."""
+        replies = self.app.control.broadcast("ping", reply=True, destination=[hostname], limit=1, timeout=timeout)
+        return any(hostname in reply for reply in replies or [])
 
     def worker_settings(self, hostname, timeout=3.0):
         """The settings a running worker reports it was given beyond Celery's defaults (its `conf`

@@ -1,4 +1,4 @@
-"""The graded code's rights: a user of its own, private temporary folders, and limits.
+"""The graded code's rights: a user of its own, a view of the machine with nothing of the grader's, limits.
 
 While grading as root (tools/grade.py sets HANDSON_CONFINE_USER), every service that runs the
 learner's code (and Redis, which that code can command) starts through this launcher:
@@ -7,33 +7,55 @@ learner's code (and Redis, which that code can command) starts through this laun
 
 (-I and a path, not -m: as root it must import nothing from the folder it starts in, the learner's.)
 
-Still root, the launcher enters a mount namespace of its own (unshare CLONE_NEWNS) and there:
-- covers /tmp, /var/tmp, /dev/shm and /run/lock with small private tmpfs (TEMP_BYTES): the code
-  cannot fill the disk, see other runs' files, or leave any behind;
-- makes each DIR it must read reachable and read-only: the workspace copy, the lab (the app imports
-  labs.harness.services.runserver), the venv and the Python it comes from. A folder on the way that
-  the user may not enter (/root, a home folder) is covered by a tmpfs that holds only the way on;
+Still root, the launcher enters a mount namespace of its own (unshare CLONE_NEWNS) and builds there
+a root of its own on a small tmpfs, then chroots into it. That root holds:
+- the system's folders (SYSTEM: /usr, /etc, /dev, /sys and the links /bin, /lib, ... to them);
+- a fresh /proc with hidepid=2: the code sees its own user's processes and no other's, so not the
+  grader's command lines, nor another grading run's;
+- each DIR it must read, at its own path and read-only: the workspace copy, the lab's labs/ (the app
+  imports labs.harness.services.runserver), the venv and the Python it comes from; the folders on
+  the way to them are empty but for the way on (so no sibling: no other submission, no checkout,
+  no home folder's other files);
+- private, small tmpfs for /tmp, /var/tmp, /dev/shm and /run/lock (TEMP_BYTES): the code cannot
+  fill the disk, see other runs' files, or leave any behind;
 then it sets LIMITS, drops to the user (no supplementary groups, no_new_privs: no sudo, no setuid
-program gives root back) and execs ARGV. So the code can write nowhere but its private /tmp, nor
-read the grader's environment (/proc/PID/environ of another user), nor signal the grader's processes.
+program gives root back) and execs ARGV. So the code can write nowhere but its private /tmp and its
+data folder, nor read the grader's environment (/proc/PID/environ of another user), nor signal the
+grader's processes.
 The user's processes count together against RLIMIT_NPROC, so a fork bomb stops at LIMITS.processes
 (the kernel exempts root from that limit, kernel/fork.c: the grader can still fork and kill).
+
+Users: by default every grading run claims uids of its own (``claim_uids``: numbers no account and no
+process has, with no entry in /etc/passwd), so a process one run left behind can never see, signal
+or count against the next; HANDSON_GRADE_USER names an existing user instead.
 """
 import ctypes
+import json
 import os
 import pwd
+import random
 import resource
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 USER_VARIABLE = "HANDSON_CONFINE_USER"  # set by tools/grade.py for the pytest that starts the services
-DEFAULT_USER = "celery-handson"  # a system user of its own: its processes are the app's and no one else's
+UID_PREFIX = "#"  # HANDSON_CONFINE_USER=#1500000123: a uid claimed for this run, with no account
 TEMP_FOLDERS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
 TEMP_BYTES = 256 << 20  # each of a service's private temporary folders
+DATA_BYTES = 256 << 20  # a lab run's folder (the services' logs and the app's data: plugin/options.py)
+# What the code sees of the machine's own folders: the system, and nothing anyone keeps files in.
+SYSTEM = ("usr", "etc", "dev", "sys", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
+# Uids claimed per run: far above any account's (useradd stops at 60000, subordinate ranges start
+# at 100000 and grow by 65536) and below 2**31, which some tools read as a signed number.
+UID_BASE, UID_SPAN = 1_500_000_000, 1 << 24
+# One folder per claimed uid, root's only; in /run (emptied at boot, when no process of any uid is left).
+CLAIMS = (Path("/run") if Path("/run").is_dir() else Path(tempfile.gettempdir())) / "celery-handson-uids"
 
 
 @dataclass(frozen=True)
@@ -47,14 +69,47 @@ LIMITS = Limits()
 
 _libc = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNS = 0x00020000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = \
+    1, 2, 4, 8, 32, 4096, 16384, 1 << 18
+MNT_DETACH = 2
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
+
+
+@dataclass(frozen=True)
+class User:
+    """Who the app runs as: an account (``name``), or a uid claimed for one run (``name`` is "#uid")."""
+
+    name: str
+    pw_uid: int
+    pw_gid: int
+
+    @property
+    def pw_name(self):
+        return self.name
+
+    def describe(self):
+        """How a report names it."""
+        return f"uid {self.pw_uid}" if self.name.startswith(UID_PREFIX) else self.name
+
+    @property
+    def login(self):
+        """What USER and LOGNAME say inside the app."""
+        return f"handson-{self.pw_uid}" if self.name.startswith(UID_PREFIX) else self.name
+
+
+def lookup(name):
+    """The User ``name`` stands for: "#uid" (a claimed uid, its group the same number) or an account."""
+    if name.startswith(UID_PREFIX):
+        uid = int(name[len(UID_PREFIX):])
+        return User(name, uid, uid)
+    entry = pwd.getpwnam(name)
+    return User(name, entry.pw_uid, entry.pw_gid)
 
 
 def confining_user():
     """The user the app runs as while grading, or None (not grading as root)."""
     name = os.environ.get(USER_VARIABLE)
-    return pwd.getpwnam(name) if name else None
+    return lookup(name) if name else None
 
 
 def hand_over(folder):
@@ -91,11 +146,123 @@ def sudo_command(env=os.environ):
     return ["sudo", "-n", "--"] if allowed.returncode == 0 else None
 
 
+# -- the users of one grading run --------------------------------------------------------
+def _processes_of(uids):
+    """Pids of the live processes whose real or effective uid is one of ``uids`` (read from /proc)."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("Uid:"):
+                real, effective = (int(value) for value in line.split()[1:3])
+                if real in uids or effective in uids:
+                    found.append(int(entry.name))
+                break
+    return found
+
+
+def kill_users(uids, timeout=5.0):
+    """SIGKILL every process of ``uids``, whoever its parent (a double-forked survivor of a grader that
+    was itself killed has none of ours), until none is left; how many were killed."""
+    uids, killed = set(uids), set()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = [pid for pid in _processes_of(uids) if _state(pid) != "Z"]
+        if not left:
+            break
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGSTOP)  # stopped first: it cannot fork a replacement while it is killed
+            except OSError:
+                pass
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+            except OSError:
+                pass
+        time.sleep(0.02)
+    return len(killed)
+
+
+def _state(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "Z"
+
+
+def _started(pid):
+    """The process's start time (clock ticks since boot), to tell it from a later process with its pid."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _account_uids():
+    return {entry.pw_uid for entry in pwd.getpwall()}
+
+
+def sweep_stale_claims():
+    """Uids claimed by a grading run that is gone (killed before it could clean up): their processes
+    are killed and the claims dropped. Returns how many processes were killed."""
+    killed = 0
+    for claim in CLAIMS.glob("[0-9]*") if CLAIMS.is_dir() else ():
+        try:
+            owner = json.loads((claim / "owner.json").read_text())
+        except (OSError, ValueError):
+            owner = {}
+        if owner.get("pid") and _started(owner["pid"]) == owner.get("started"):
+            continue  # its run is still grading
+        killed += kill_users([int(claim.name)])
+        shutil.rmtree(claim, ignore_errors=True)
+    return killed
+
+
+def claim_uids(count):
+    """``count`` uids for this grading run alone: no account has them, no process runs as them, and no
+    other run holds them (each is a folder in CLAIMS, made atomically). Give them back with release_uids."""
+    CLAIMS.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(CLAIMS, 0o700)
+    sweep_stale_claims()
+    accounts, claimed = _account_uids(), []
+    owner = json.dumps({"pid": os.getpid(), "started": _started(os.getpid())})
+    while len(claimed) < count:
+        uid = UID_BASE + random.randrange(UID_SPAN)
+        if uid in accounts or _processes_of({uid}):
+            continue
+        try:
+            (CLAIMS / str(uid)).mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        (CLAIMS / str(uid) / "owner.json").write_text(owner)
+        claimed.append(uid)
+    return [f"{UID_PREFIX}{uid}" for uid in claimed]
+
+
+def release(names):
+    """The grade's last sweep: kill every process of the users ``names`` (claimed uids, or the named
+    users of HANDSON_GRADE_USER: theirs are this run's alone), whatever failed before, and drop the
+    claims; how many processes were killed."""
+    users = [lookup(name) for name in names]
+    killed = kill_users([user.pw_uid for user in users])
+    for user in users:
+        if user.name.startswith(UID_PREFIX):
+            shutil.rmtree(CLAIMS / str(user.pw_uid), ignore_errors=True)
+    return killed
+
+
 def prepare(env=os.environ):
-    """Before grading: (the user name the app will run as, None) when it can be confined here,
-    else (None, why not). As root, the user is created if missing (HANDSON_GRADE_USER names another
-    existing one; HANDSON_GRADE_USER=none turns the guard off), and the launcher is tried once."""
-    name = env.get("HANDSON_GRADE_USER", DEFAULT_USER)
+    """Before grading: (the users the app's steps will run as, None) when it can be confined here, else
+    (None, why not). As root: uids claimed for this run alone (``claim_uids``), one per step graded at
+    a time; HANDSON_GRADE_USER names an existing user instead (and ``name``-2, ... made beside it),
+    whose processes are the run's: ``release`` kills them all; HANDSON_GRADE_USER=none turns the guard
+    off. The launcher is tried once. Give the users back with ``release``."""
+    name = env.get("HANDSON_GRADE_USER")
     if not sys.platform.startswith("linux"):
         return None, "it needs Linux (mount namespaces)"
     if name == "none":
@@ -105,50 +272,55 @@ def prepare(env=os.environ):
             return None, "HANDSON_GRADE_SUDO=1 asked for root, but `sudo -n` was refused"
         return None, ("the grader is not root (grade as root, or with HANDSON_GRADE_SUDO=1 where sudo "
                       "needs no password, to have it)")
-    problem = ensure_user(name, create="HANDSON_GRADE_USER" not in env)
-    if problem:
-        return None, problem
-    probe = subprocess.run(wrap([sys.executable, "-c", "import celery, django"], Path.cwd(), user=name),
+    count = slots()
+    if name:
+        problem = ensure_user(name, create=False)
+        if problem:
+            return None, problem
+        users = [name] + [f"{name}-{slot}" for slot in range(2, count + 1) if ensure_user(f"{name}-{slot}") is None]
+    else:
+        users = claim_uids(count)
+    probe = subprocess.run(wrap([sys.executable, "-c", "import celery, django"], None, user=users[0]),
                            env=dict(env), capture_output=True, text=True, check=False)
     if probe.returncode != 0:
-        return None, f"the app could not start as {name}: {(probe.stderr.strip().splitlines() or ['?'])[-1]}"
-    return name, None
+        release(users)
+        return None, (f"the app could not start as {lookup(users[0]).describe()}: "
+                      f"{(probe.stderr.strip().splitlines() or ['?'])[-1]}")
+    return users, None
 
 
-def slot_users(base, count):
-    """One user per step graded at the same time: ``base``, ``base``-2, ... (made if missing; fewer
-    when one cannot be). The process limit counts a user's processes together: were two steps to share
-    one, a fork bomb in one would stop the other's services from starting."""
-    users = [base]
-    for slot in range(2, count + 1):
-        if ensure_user(f"{base}-{slot}") is not None:
-            break
-        users.append(f"{base}-{slot}")
-    return users
+def slots():
+    """Steps graded at a time (each as a user of its own: the process limit counts a user's processes
+    together, so a fork bomb in one step would stop another's services from starting)."""
+    return min(2, os.cpu_count() or 1)
 
 
+# -- the launcher's command line -----------------------------------------------------------
 def wrap(argv, cwd, user=None, writable=(), keep_privileges=False, readable=()):
-    """``argv`` started through the launcher as ``user`` (by default the one grading confines the app
-    to, and when there is none, ``argv`` unchanged). ``readable`` folders are shown too, ``writable``
-    ones stay writable (for the app: only its data folder, app_env.data_folders), and ``keep_privileges``
-    leaves sudo usable (for the project's own tests, never for the app)."""
+    """``argv`` started through the launcher as ``user`` (a name or "#uid"; by default the one grading
+    confines the app to, and when there is none, ``argv`` unchanged), in ``cwd`` (None: /). ``readable``
+    folders are shown too, ``writable`` ones stay writable (for the app: only its data folder,
+    app_env.data_folders), and ``keep_privileges`` leaves sudo usable (for the project's own tests,
+    never for the app)."""
     confined = confining_user()
-    user = user or (confined.pw_name if confined else None)
+    user = user or (confined.name if confined else None)
     if not user:
         return list(argv)
-    from ..paths import ROOT  # here: the launcher itself runs as a script, outside the package
+    from ..paths import LABS  # here: the launcher itself runs as a script, outside the package
 
     # What the command needs to read: its own program's folder (a redis-server on PATH), its folder,
-    # the lab (labs.harness.services.runserver), the venv and the Python it comes from.
+    # the lab's labs/ (labs.harness.services.runserver), the venv and the Python it comes from.
     program = shutil.which(argv[0]) or argv[0]
-    reveal = {cwd, ROOT, sys.prefix, sys.base_prefix, Path(sys.executable).resolve().parent,
-              Path(program).resolve().parent, *readable}
+    reveal = {LABS, sys.prefix, sys.base_prefix, Path(sys.executable).resolve().parent,
+              Path(program).resolve().parent, *readable, *([cwd] if cwd is not None else [])}
     options = ["--user", user, *(["--keep-privileges"] if keep_privileges else [])]
-    options += [arg for folder in sorted(str(Path(f).resolve()) for f in reveal) for arg in ("--reveal", folder)]
-    options += [arg for folder in writable for arg in ("--writable", str(Path(folder).resolve()))]
+    # As given (made absolute, links kept): the launcher shows the real folder and the links on the way.
+    options += [arg for folder in sorted({os.path.abspath(f) for f in reveal}) for arg in ("--reveal", folder)]
+    options += [arg for folder in writable for arg in ("--writable", os.path.abspath(folder))]
     return [sys.executable, "-I", str(Path(__file__).resolve()), *options, "--", *argv]
 
 
+# -- the launcher (runs as a script, as root) -----------------------------------------------
 def _check(result, what):
     if result != 0:
         errno = ctypes.get_errno()
@@ -160,54 +332,101 @@ def _mount(source, target, kind, flags, data=None):
                        data and data.encode()), f"mount {target}")
 
 
-def _can_enter(folder, user):
-    """Whether ``user`` may search ``folder`` (the x bit that applies to it; ACLs aside)."""
-    info = os.stat(folder)
-    if info.st_uid == user.pw_uid:
-        return bool(info.st_mode & 0o100)
-    if info.st_gid == user.pw_gid:
-        return bool(info.st_mode & 0o010)
-    return bool(info.st_mode & 0o001)
+def plan(reveal, writable=()):
+    """The folders to show, as [(path, writable)], outermost first; a folder inside another shown one is
+    left out unless it is writable inside a read-only one. "/", the system's own folders and the temporary
+    folders themselves (always private) are never a reveal."""
+    chosen = {}
+    for folder, can_write in [*((f, False) for f in reveal), *((f, True) for f in writable)]:
+        path = Path(os.path.realpath(folder))
+        if path == Path("/") or path.parts[1] in SYSTEM or str(path) in TEMP_FOLDERS:
+            continue  # the whole machine, or shown anyway, or private in any case
+        chosen[path] = chosen.get(path, False) or can_write
+    shown = []
+    for path in sorted(chosen, key=lambda p: (len(p.parts), str(p))):
+        outer = [(p, w) for p, w in shown if p in path.parents]
+        if outer and (outer[-1][1] or not chosen[path]):
+            continue  # inside a writable folder, or read-only inside a read-only one: shown already
+        shown.append((path, chosen[path]))
+    return shown
 
 
-def plan(reveal, user, temp_folders=TEMP_FOLDERS):
-    """{folder to cover with a tmpfs: the children of it to keep}, top folders first. A temporary
-    folder is always covered; another only when ``user`` may not enter it on the way to a revealed one."""
-    reveal = [Path(os.path.realpath(folder)) for folder in reveal]
-    covers = {Path(folder): set() for folder in temp_folders if os.path.isdir(folder)}
-    for folder in reveal:
-        for parent in reversed(folder.parents):  # "/" first
-            if parent != Path("/") and not _can_enter(parent, user):
-                covers.setdefault(parent, set())
-    for cover, keep in covers.items():
-        for folder in reveal:
-            if cover in folder.parents:
-                keep.add(cover / folder.relative_to(cover).parts[0])
-    return dict(sorted(covers.items(), key=lambda item: len(item[0].parts)))
+def links_on_the_way(paths):
+    """{link: its text} for every symbolic link met on the way to ``paths`` (absolute, not resolved: a
+    venv's .venv may be a link to another folder), outside the system's folders: the launcher's root
+    holds them too, so each path means there what it means here."""
+    links = {}
+    for path in paths:
+        pending, current, hops = list(Path(os.path.abspath(path)).parts[1:]), Path("/"), 0
+        while pending and hops < 40:
+            part = pending.pop(0)
+            candidate = current / part
+            if part == "..":
+                current = current.parent
+            elif candidate.is_symlink():
+                hops += 1
+                text = os.readlink(candidate)
+                if candidate.parts[1] not in SYSTEM:
+                    links[candidate] = text
+                target = Path(os.path.normpath(text if os.path.isabs(text) else current / text))
+                pending, current = [*target.parts[1:], *pending], Path("/")
+            else:
+                current = candidate
+    return links
 
 
-def _set_up_mounts(reveal, writable, user):
-    covers = plan([*reveal, *writable], user)
-    _check(_libc.unshare(CLONE_NEWNS), "unshare")
-    _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing done here reaches the grader's mounts
-    # Handles on every folder kept, opened (in the new namespace: a bind may not come from another one)
-    # before anything is covered: each is bound back from its handle.
-    handles = {kept: os.open(kept, os.O_PATH | os.O_DIRECTORY) for keep in covers.values() for kept in keep}
-    for cover, keep in covers.items():
-        temporary = str(cover) in TEMP_FOLDERS
-        mode = "1777" if temporary else "755"
-        _mount("tmpfs", cover, "tmpfs", MS_NOSUID | MS_NODEV, f"mode={mode},size={TEMP_BYTES if temporary else 1 << 20}")
-        for kept in sorted(keep):
-            kept.mkdir(exist_ok=True)
-            _mount(f"/proc/self/fd/{handles[kept]}", kept, None, MS_BIND | MS_REC)
+def _build_root(new_root, shown, keep_privileges, links=None):
+    """The launcher's root, on a tmpfs at ``new_root``: the system's folders, the shown ones, a fresh
+    /proc and private temporary folders."""
+    # Handles on everything shown, opened before anything is mounted over where it lives (a bind may
+    # not come from another namespace's fd, so after unshare).
+    handles = {path: os.open(path, os.O_PATH | os.O_DIRECTORY) for path, _ in shown}
+    _mount("tmpfs", new_root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=1m")
+    for name in SYSTEM:
+        source = Path("/") / name
+        target = new_root / name
+        if source.is_symlink():
+            os.symlink(os.readlink(source), target)
+        elif source.is_dir():
+            target.mkdir()
+            _mount(source, target, None, MS_BIND | MS_REC)
+            if name != "dev":  # /dev stays writable (/dev/null); its own modes say who may write what
+                # nosuid but for the project's own tests' sudo (no_new_privs stops setuid for the app anyway)
+                flags = MS_REMOUNT | MS_BIND | MS_RDONLY | (0 if keep_privileges else MS_NOSUID)
+                _mount(None, target, None, flags)
+    (new_root / "proc").mkdir()
+    # A procfs of its own, showing no process of another user (hidepid=2: "invisible" since Linux 5.8).
+    _mount("proc", new_root / "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2")
+    # The temporary folders before what is shown: a folder shown inside /tmp (the workspace copy) is
+    # bound onto the private /tmp, not hidden under it.
+    for folder in TEMP_FOLDERS:
+        target = new_root / folder.lstrip("/")
+        target.mkdir(parents=True, exist_ok=True)
+        _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={TEMP_BYTES}")
+    for path, can_write in shown:
+        target = new_root / path.relative_to("/")
+        target.mkdir(parents=True, exist_ok=True)
+        _mount(f"/proc/self/fd/{handles[path]}", target, None, MS_BIND | MS_REC)
+        if not can_write:  # read-only, whatever the files' own modes
+            _mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID)
     for handle in handles.values():
         os.close(handle)
-    writable = [Path(folder) for folder in writable]  # resolved by wrap()
-    read_only = {Path(folder) for folder in reveal
-                 if not any(w == Path(folder) or w in Path(folder).parents for w in writable)}
-    for folder in sorted(read_only):  # read-only, whatever the files' own modes
-        _mount(folder, folder, None, MS_BIND | MS_REC)
-        _mount(None, folder, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID)
+    for link, text in sorted((links or {}).items()):  # the links on the way to what is shown
+        place = new_root / link.relative_to("/")
+        try:
+            place.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(text, place)
+        except OSError:
+            pass  # inside a folder shown whole, where the link is there already
+
+
+def _enter_own_root(reveal, writable, keep_privileges):
+    _check(_libc.unshare(CLONE_NEWNS), "unshare")
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing done here reaches the grader's mounts
+    new_root = Path("/tmp")  # mounted over in this namespace only: the staging place of the new root
+    _build_root(new_root, plan(reveal, writable), keep_privileges, links_on_the_way([*reveal, *writable]))
+    os.chroot(new_root)
+    os.chdir("/")
 
 
 def _drop_to(user, no_new_privileges=True):
@@ -224,7 +443,27 @@ def _drop_to(user, no_new_privileges=True):
         _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
     # Changing the user clears the parent-death signal: set again, the service still dies with pytest.
     _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")
-    return {"HOME": str(home), "USER": user.pw_name, "LOGNAME": user.pw_name, "TMPDIR": "/tmp"}
+    return {"HOME": str(home), "USER": user.login, "LOGNAME": user.login, "TMPDIR": "/tmp"}
+
+
+def private_run_folder(folder, size=DATA_BYTES):
+    """Put ``folder`` (a lab run's: logs and data) on a tmpfs of ``size`` bytes, seen by this process
+    and its children only (a mount namespace of its own, entered by the calling thread): what the app
+    writes there cannot fill the disk. True when it was done (root on Linux), else False."""
+    if os.geteuid() != 0 or not sys.platform.startswith("linux"):
+        return False
+    try:
+        _check(_libc.unshare(CLONE_NEWNS), "unshare")
+        _mount(None, "/", None, MS_REC | MS_PRIVATE)
+        _mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, f"mode=755,size={size}")
+    except OSError:
+        return False
+    return True
+
+
+def leave_run_folder(folder):
+    """Unmount ``private_run_folder``'s tmpfs (its files go with it)."""
+    _libc.umount2(str(folder).encode(), MNT_DETACH)
 
 
 def main(args):
@@ -234,12 +473,16 @@ def main(args):
     def values(name):
         return [options[i + 1] for i, option in enumerate(options) if option == name]
 
-    user = pwd.getpwnam(values("--user")[0])
+    user = lookup(values("--user")[0])
     cwd = os.getcwd()
-    _set_up_mounts(values("--reveal"), values("--writable"), user)
-    env = dict(os.environ, **_drop_to(user, no_new_privileges="--keep-privileges" not in options))
+    keep = "--keep-privileges" in options
+    _enter_own_root(values("--reveal"), values("--writable"), keep)
+    env = dict(os.environ, **_drop_to(user, no_new_privileges=not keep))
     env.pop(USER_VARIABLE, None)
-    os.chdir(cwd)
+    try:
+        os.chdir(cwd)
+    except OSError:
+        os.chdir("/")  # a folder not shown (the walker's "/", say)
     os.execvpe(argv[0], argv, env)
 
 

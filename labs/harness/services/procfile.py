@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..i18n import say
 from .beat import BeatSpec
+from .intake import LeadsOutside, read_submitted
 from .worker import WorkerSpec
 
 PROCFILE = Path("handson") / "Procfile"
@@ -164,7 +165,17 @@ def read_procfile(path):
     """Every worker (WorkerSpec) and beat (BeatSpec) ``path`` declares, in order (ProcfileError when the file
     is missing, has no worker, or a line is wrong)."""
     path = Path(path)
-    if not path.exists():
+    try:
+        text = read_submitted(path)
+    except LeadsOutside:
+        raise ProcfileError(say(
+            f"{PROCFILE} is a link that leads outside handson/ (or to something that is not a file): the lab reads "
+            "only the submission's own files. Write the Procfile itself in handson/.",
+            f"{PROCFILE} が handson/ の外 (またはファイルでないもの) を指すリンクです。ラボは提出物自身のファイルだけを"
+            "読みます。handson/ に Procfile そのものを書いてください。")) from None
+    except FileNotFoundError:
+        text = None
+    if text is None:
         raise ProcfileError(say(
             f"{PROCFILE} is missing: it lists the Celery workers to start, one per line, e.g.\n  {EXAMPLE}\n"
             "(make reset STEP=8 puts back the one step 8 begins with).",
@@ -172,7 +183,7 @@ def read_procfile(path):
             "(make reset STEP=8 でステップ 8 の最初の状態に戻せます)。",
         ))
     specs, names = [], {}
-    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+    for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue

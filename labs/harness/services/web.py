@@ -21,6 +21,9 @@ from .causes import Cause, ServiceProblem
 from .processes import ServiceProcess, free_port
 
 READY_TIMEOUT = 30  # seconds
+# An answer is read within limits, whatever the app sends: the app's pages are kilobytes, and a grader
+# that read an endless answer whole would run out of memory before any report is written.
+ANSWER_LIMIT = 8 << 20  # bytes
 PORT_ATTEMPTS = 3
 PORT_TAKEN = "That port is already in use"  # runserver's words when it cannot bind its port
 
@@ -73,8 +76,9 @@ class DjangoServer:
 
     def _answers(self):
         try:
-            requests.get(self.url + "/handson", timeout=2)
-        except requests.RequestException:
+            with requests.get(self.url + "/handson", timeout=2, stream=True) as response:
+                response.raw.read(64 << 10)  # an answer has begun; the rest is not the readiness check's
+        except (requests.RequestException, OSError):
             return False
         return self._listens()
 
@@ -136,12 +140,17 @@ class WebClient:
         process = self.server.process
         log_mark = process.log_size()
         started = time.monotonic()
+        seconds = timeout or self.timeout
         try:
             response = self.session.request(method, self.server.url + path, allow_redirects=False,
-                                            timeout=timeout or self.timeout, **kwargs)
+                                            timeout=seconds, stream=True, **kwargs)
+            whole = read_bounded(response, started + seconds)
         except requests.RequestException as problem:
             raise ServiceProblem(Cause("web", "no_answer", {"method": method, "path": path, "error": str(problem)},
                                        process.log_tail())) from None
+        if not whole:
+            raise ServiceProblem(Cause("web", "answer_too_large", {
+                "method": method, "path": path, "limit": ANSWER_LIMIT, "seconds": seconds}, process.log_tail()))
         answer = Answer(response, time.monotonic() - started)
         if answer.status >= 500 and answer.status not in accept:
             log = process.log_text(log_mark)
@@ -151,6 +160,22 @@ class WebClient:
                 "body": answer.text[:300], "seen": seen_in_log(log + answer.text),
             }, "\n".join(log.splitlines()[-40:])))
         return answer
+
+
+def read_bounded(response, deadline, limit=ANSWER_LIMIT):
+    """Read ``response``'s body (sent with stream=True) into it, as requests would, but no more than
+    ``limit`` bytes and not past ``deadline`` (time.monotonic()): False when it was cut off there."""
+    body, size = [], 0
+    try:
+        for chunk in response.iter_content(64 << 10):
+            body.append(chunk)
+            size += len(chunk)
+            if size > limit or time.monotonic() > deadline:
+                return False
+    finally:
+        response.close()
+    response._content = b"".join(body)  # what .text and .json() read (requests' own cache of the body)
+    return True
 
 
 def seen_in_log(log):

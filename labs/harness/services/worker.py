@@ -109,6 +109,18 @@ class CeleryWorker(CeleryProcess):
             return self._cause("wrong_broker", transport=transport, expected=self.redis.broker_url)
         return None
 
+    def confirm(self, control):
+        """Once started: a Celery worker answers the remote-control ping addressed to its node through
+        the broker. One that started without a problem but does not answer keeps the cause
+        "no_remote_control" (remote control turned off, or something in handson/ standing in for Celery's
+        worker, whose log lines alone are cheap to print)."""
+        if self.problem is not None or not self.process.running():
+            return self
+        hostname = self.hostname()
+        if not hostname or not control.answers_ping(hostname):
+            self.problem = self._cause("no_remote_control", node=hostname or self.node)
+        return self
+
     # -- what tests use (require_running, log, mark, log_tail: causes.CeleryProcess) ----------
     def banner(self, field):
         """A value from the start-up banner, e.g. banner("transport") or banner("results")."""

@@ -19,10 +19,11 @@ current folder):
 covered so far: the scores and the maximum are theirs alone.
 
 --workspace DIR grades DIR/handson/ with this checkout's labs, harness and settings:
-handson/ is copied into a scratch folder first, so nothing else in DIR is read or run.
-Without it, this repository's handson/ is graded, and files changed outside handson/
-since the lab's starting commit are listed in grade.md (tools/outside.py): a warning,
-no penalty.
+handson/ is taken in as data into a scratch folder first (services/intake.py: no link
+followed out of it, no device read, within limits of size, files and time), so nothing
+else in DIR is read or run. Without it, this repository's handson/ is graded (taken in
+the same way), and files changed outside handson/ since the lab's starting commit are
+listed in grade.md (tools/outside.py): a warning, no penalty.
 
 Exit code: 0 when every test passed, 1 when one did not (the reports are written
 either way), 2 when the lab could not grade at all (Redis would not start, a lab
@@ -33,6 +34,7 @@ import argparse
 import os
 import queue
 import shutil
+import signal
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -41,10 +43,9 @@ from pathlib import Path
 
 from ..i18n import say
 from ..paths import ROOT
-from ..reference import IGNORE
-from ..runner import run_labs
-from ..services import confine, sweep
-from ..services.app_env import minimal_env, restart_without_secrets
+from ..runner import collect, run_labs
+from ..services import confine, intake, sweep
+from ..services.app_env import minimal_env, restart_without_secrets, uses_docker
 from ..services.redis import RedisUnavailable, choose_redis, wanted_kind
 from ..steps import load_steps
 from . import classroom50, outside, reports
@@ -89,12 +90,36 @@ def _kind(status):
             "skipped": say("skipped (counts as not passed)", "スキップ (不合格扱い)")}[status]
 
 
-def judge(step, run, timeout):
-    """Every test of ``step`` with the points it scored, from its LabRun (None: the module is missing)."""
+def _signal_name(code):
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return f"signal {-code}"
+
+
+def _why_unreported(run):
+    """Why ``run`` reported nothing for a test that did not time out, in the grade's words."""
+    if run.exit_code < 0:
+        what = say(f"the step's pytest was killed ({_signal_name(run.exit_code)}) after {run.seconds:.0f} s",
+                   f"ステップの pytest が {run.seconds:.0f} 秒後に強制終了されました ({_signal_name(run.exit_code)})")
+    else:
+        what = say(f"pytest did not report this test (exit code {run.exit_code})",
+                   f"pytest がこのテストの結果を報告しませんでした (終了コード {run.exit_code})")
+    if run.report_problem:
+        what += say(f"; {run.report_problem}", f"。{run.report_problem}")
+    return what + say(" (the memory, disk or process limits, or a crash of the lab itself?)",
+                      " (メモリ・ディスク・プロセス数の上限、またはラボ自体の異常?)")
+
+
+def judge(step, run, timeout, names=None):
+    """Every test of ``step`` with the points it scored, from its LabRun (None: the module is missing).
+    ``names``: the step's tests as collected before anything ran (runner.collect); without them, what
+    the run itself collected. A test the run did not report (it crashed, was killed, or left no
+    readable JUnit file) scores 0 and says why."""
     if run is None:
         raise CannotGrade(say(f"{step.module} is missing: this lab cannot grade step {step.number}.",
                               f"{step.module} がありません。ステップ {step.number} を採点できません。"))
-    names = run.collected_in(step.module)
+    names = names or run.collected_in(step.module)
     tail = "\n".join(run.output.strip().splitlines()[-8:])
     if not names:
         raise CannotGrade(say(f"pytest collected no test of {step.module} (exit code {run.exit_code}):\n",
@@ -106,7 +131,7 @@ def judge(step, run, timeout):
         raise CannotGrade(str(problem)) from None
     outcomes = {outcome.name: outcome for outcome in run.for_module(step.module)}
     all_passed = all(outcome.status == "passed" for outcome in outcomes.values())
-    # pytest ended badly around tests that passed (exit code 1 without a failure, 2, 3, ...):
+    # pytest ended badly around tests that passed (exit code 1 without a failure, 2, 3, a signal, ...):
     # something failed that no test reports, so nothing of this step is trusted.
     odd_exit = not run.timed_out and (run.exit_code not in (0, 1) or (run.exit_code == 1 and all_passed))
     odd = say(f"pytest exited with code {run.exit_code}: something failed around the tests.\n",
@@ -125,8 +150,7 @@ def judge(step, run, timeout):
                                 "終わらないリクエストやタスクがないか確認してください。")
         elif outcome is None:
             grade.status = "error"
-            grade.message = say(f"pytest did not report this test (exit code {run.exit_code}).\n",
-                                f"pytest がこのテストの結果を報告しませんでした (終了コード {run.exit_code})。\n") + tail
+            grade.message = _why_unreported(run) + "\n" + tail
         elif outcome.status != "passed":
             grade.status = outcome.status
             grade.message = "\n".join(filter(None, [_kind(outcome.status), _first_lines(outcome.message)]))
@@ -157,20 +181,18 @@ def check_redis(kind):
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def copy_handson(source, scratch):
-    """DIR/handson/ alone, copied into ``scratch``: the services then run with ``scratch`` as their
-    folder and path, so no other file of DIR (a conftest.py, a sitecustomize.py, labs/) is read."""
+def take_in_handson(source, scratch, user=None):
+    """DIR/handson/ alone, taken in as data (services/intake.py) into ``scratch``: the services then run
+    with ``scratch`` as their folder and path, so no other file of DIR (a conftest.py, a sitecustomize.py,
+    labs/) is read, and nothing in the copy leads out of it. The Intake says what was left out."""
     source = Path(source)
     if not source.is_dir():
         raise CannotGrade(say(f"--workspace {source}: no such folder.", f"--workspace {source}: フォルダがありません。"))
-    target = scratch / "handson"
-    if (source / "handson").is_dir():
-        try:
-            shutil.copytree(source / "handson", target, ignore=IGNORE, ignore_dangling_symlinks=True)
-        except shutil.Error:
-            pass  # a file that cannot be read is a file the learner did not hand in
-    target.mkdir(exist_ok=True)  # none: every test fails, saying handson/settings.py is missing
-    return scratch
+    try:
+        return intake.take_in(source, scratch, user=user)
+    except intake.IntakeFailed as problem:
+        raise CannotGrade(say(f"The submission's handson/ could not be copied: {problem}",
+                              f"提出物の handson/ をコピーできませんでした: {problem}")) from None
 
 
 def step_numbers(text):
@@ -192,30 +214,47 @@ def step_numbers(text):
     return sorted(chosen)
 
 
+@dataclass
+class Graded:
+    """What ``grade`` found: every test's grade, and what the copy of the submission left out."""
+
+    tests: list
+    intake: object = None  # services/intake.Intake, when a workspace was taken in
+
+
 def grade(pytest_args=(), timeout=300.0, redis=None, workspace=None, echo=print, jobs=None, users=None, steps=None):
-    """Every lab test of every step (or of the step numbers ``steps``), graded: a list of TestGrade.
-    With ``users`` (services/confine.py),
-    the app runs as one of them, in a mount namespace of its own, within limits: as many steps at a
-    time as there are users."""
+    """Every lab test of every step (or of the step numbers ``steps``), graded: a Graded. ``workspace``:
+    the folder whose handson/ is graded (taken in as data first); None with --solution/--reference.
+    With ``users`` (services/confine.py), the app runs as one of them, in a root of its own, within
+    limits: as many steps at a time as there are users."""
     redis = redis or wanted_kind()
-    check_redis(redis)
     args = [*pytest_args, f"--redis={redis}"]
     scratch = Path(tempfile.mkdtemp(prefix="celery-handson-grade-")) if workspace else None
+    taken = None
     try:
         if workspace:
-            args.append(f"--workspace={copy_handson(workspace, scratch)}")
+            taken = take_in_handson(workspace, scratch, user=users[0] if users else None)
+            args.append(f"--workspace={scratch}")
             if users:
                 scratch.chmod(0o755)  # the copy is the app's to read, not to write (its files are the grader's)
         # The services' logs of a failed step would stay in a temporary folder that nobody is told
         # about (grading keeps pytest's output to itself): the reports carry the messages instead.
         # The child pytest, and the app it starts, get only what they need (services/app_env.py):
         # the grader's secrets stay with the grader.
-        env = dict(minimal_env(os.environ), HANDSON_GRADING="1",
+        env = dict(minimal_env(os.environ, uses_docker(redis)), HANDSON_GRADING="1",
                    HANDSON_DISCARD_LOGS=os.environ.get("HANDSON_DISCARD_LOGS", "1"))
+        steps = [step for step in load_steps() if steps is None or step.number in steps]
+        # The tests of every step, named before any of the learner's code runs (beside Redis's check):
+        # a step whose run crashes, is killed or breaks its report is still graded, test by test.
+        with ThreadPoolExecutor(max_workers=1) as aside:
+            collecting = aside.submit(collect, [step.module for step in steps if step.path.exists()],
+                                      pytest_args=args, env=env)
+            check_redis(redis)
+            collected = collecting.result()
         grades = []
         # Steps side by side (each pytest starts a stack of its own): the tasks mostly sleep, so two at a
         # time on two cores halve the wall time; the report still comes in step order. Confined, each
-        # step graded at the same time as another runs as a user of its own (confine.slot_users).
+        # step graded at the same time as another runs as a user of its own (confine.slots).
         slots = users or [None] * (jobs or default_jobs())
         free = queue.SimpleQueue()
         for slot_user in slots:
@@ -231,24 +270,24 @@ def grade(pytest_args=(), timeout=300.0, redis=None, workspace=None, echo=print,
             finally:
                 free.put(slot_user)
 
-        steps = [step for step in load_steps() if steps is None or step.number in steps]
         with ThreadPoolExecutor(max_workers=len(slots)) as pool:
             runs = pool.map(run_step, steps)
             for step, run in zip(steps, runs):
-                grades += _report_step(step, run, timeout, echo)
-        return grades
+                names = [name for module, name in collected if module == step.module]
+                grades += _report_step(step, run, timeout, echo, names)
+        return Graded(grades, taken)
     finally:
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
 def default_jobs():
-    return min(2, os.cpu_count() or 1)
+    return confine.slots()
 
 
-def _report_step(step, run, timeout, echo):
+def _report_step(step, run, timeout, echo, names=None):
     """The step's grades, with one line about them for the console."""
-    step_grades = judge(step, run, timeout)
+    step_grades = judge(step, run, timeout, names)
     passed = sum(test.passed for test in step_grades)
     seconds = run.seconds if run else 0.0
     echo(say(f"Step {step.number}: {sum(t.points for t in step_grades)}/{step.points} points, "
@@ -261,19 +300,41 @@ def _report_step(step, run, timeout, echo):
 def _confinement_note(users, why_not):
     """What grade.md says about the rights the graded code had."""
     if users:
-        user = users[0]
-        alongside = say(f" (`{users[1]}` for a step graded alongside)", f" (並行して採点するステップは `{users[1]}`)") \
-            if len(users) > 1 else ""
-        return "\n" + say(f"The graded code ran as the user `{user}`{alongside}, in a mount namespace of its own: it could "
-                          "read the submission and the lab but write neither, nor the reports; its /tmp was "
-                          "private and small, its processes, memory and file sizes were limited.",
-                          f"採点中のコードはユーザー `{user}`{alongside} として専用のマウント名前空間で動きました。提出物とラボは"
-                          "読めても書けず、報告も書けません。/tmp は専用で小さく、プロセス数・メモリ・ファイル"
-                          "サイズに上限がありました。") + "\n"
+        named = [confine.lookup(name).describe() for name in users]
+        fresh = users[0].startswith(confine.UID_PREFIX)
+        who = say(f"as {' and '.join(f'`{name}`' for name in named)}"
+                  + (" (uids of this grade's own, one per step graded at a time)" if fresh else
+                     " (one per step graded at a time)"),
+                  f"{'・'.join(f'`{name}`' for name in named)} として"
+                  + (" (この採点専用の uid、同時に採点するステップごとに 1 つ)" if fresh else " (同時に採点するステップごとに 1 つ)"))
+        return "\n" + say(f"The graded code ran {who}, in a root of its own: it saw the copy of the submission, the "
+                          "lab's labs/ and the venv, read-only, and nothing else of this machine's files (no other "
+                          "submission, no checkout, no home folder), nor any other user's processes; its /tmp was "
+                          "private and small, its data folder a small tmpfs, its processes, memory and file sizes "
+                          "were limited.",
+                          f"採点中のコードは{who}、専用のルートで動きました。提出物のコピー・ラボの labs/・venv を"
+                          "読み取り専用で見られるだけで、このマシンのほかのファイル (ほかの提出物、チェックアウト、"
+                          "ホームフォルダー) も、ほかのユーザーのプロセスも見えません。/tmp は専用で小さく、データ"
+                          "フォルダーは小さな tmpfs、プロセス数・メモリ・ファイルサイズに上限がありました。") + "\n"
     return "\n" + say(f"The graded code ran with the grader's own rights, as {why_not}: it could have written "
                       "to the lab or to this report while it ran.",
                       f"採点中のコードは採点者と同じ権限で動きました ({why_not})。実行中にラボやこの報告を"
                       "書き換えることができた状態です。") + "\n"
+
+
+def _intake_note(taken):
+    """What grade.md says about files of the submission the copy left out ('' when none)."""
+    listed = taken.describe(say) if taken is not None else ""
+    if not listed:
+        return ""
+    return "\n" + "\n".join([say("### Files not taken in", "### 取り込まなかったファイル"), "",
+                              say("The copy that was graded takes a submission's handson/ as data: regular files, "
+                                  "folders, and links that stay inside it. These were left out (the app ran "
+                                  "without them):",
+                                  "採点したコピーは提出物の handson/ をデータとして取り込みます (通常のファイル、"
+                                  "フォルダー、その中で完結するリンク)。次のものは除きました (アプリはこれらなしで"
+                                  "動きました):"), "",
+                              reports.fenced(listed)]) + "\n"
 
 
 def _sweep_note(guarded, stopped):
@@ -327,7 +388,7 @@ def main(argv):
     # From here on the grader's environment holds nothing the graded code may not read (app_env.py).
     # With HANDSON_GRADE_SUDO=1 and a sudo that needs no password, that is as root (services/confine.py).
     restart_without_secrets("labs.harness.tools.grade", argv, keep=("GITHUB_STEP_SUMMARY", *classroom50.RUNNER_FIELDS),
-                            as_root=confine.sudo_command())
+                            as_root=confine.sudo_command(), docker=uses_docker(args.redis))
     if args.workspace and (_grades_a_reference(pytest_args) or any(a.startswith("--workspace") for a in pytest_args)):
         parser.error(say("--workspace grades a learner's handson/: leave out --solution and --reference.",
                          "--workspace は学習者の handson/ を採点します。--solution と --reference は付けないでください。"))
@@ -335,33 +396,50 @@ def main(argv):
     for name in REPORTS:  # a report left from an earlier grade must never stand for this one
         (args.out / name).unlink(missing_ok=True)
     # In the learner's own repository the labs are theirs too: say what changed outside handson/.
-    changes = None if args.workspace or _grades_a_reference(pytest_args) else outside.changes(ROOT)
+    reference = _grades_a_reference(pytest_args)
+    changes = None if args.workspace or reference else outside.changes(ROOT)
     # Every process the graded code starts ends before a report is written (services/sweep.py).
     guarded = sweep.become_subreaper()
-    # As root, the app runs as a user of its own (services/confine.py); the report says when it did not.
-    user, why_not = confine.prepare()
-    users = confine.slot_users(user, default_jobs()) if user else None
+    # As root, the app runs as users of this grade's own (services/confine.py); the report says when it did not.
+    users, why_not = confine.prepare()
     try:
-        grades = grade(pytest_args, args.timeout, args.redis, args.workspace, users=users, steps=steps)
+        # The learner's own handson/ is taken in as data too: a link in it leads nowhere, even here.
+        workspace = None if reference else (args.workspace or ROOT)
+        graded = grade(pytest_args, args.timeout, args.redis, workspace, users=users, steps=steps)
     except CannotGrade as problem:
-        sweep.kill_descendants()
+        _last_sweep(users)
         reports.write_markdown(args.out / "grade.md", reports.cannot_grade(str(problem)))
         _give_back(args.out)
         print(str(problem), file=sys.stderr)
         return 2
-    stopped = sweep.kill_descendants()
+    except BaseException:
+        _last_sweep(users)
+        raise
+    stopped = _last_sweep(users)
+    grades = graded.tests
     result = classroom50.result(grades)
     if changes is not None:
         result["changed-outside-handson"] = changes.files
+    if graded.intake is not None and (graded.intake.refused or graded.intake.handson_is_link):
+        result["not-taken-in"] = [name for name, _ in graded.intake.refused] or ["handson"]
     classroom50.write(args.out / "result.json", result)
     reports.write_junit(args.out / "junit.xml", grades)
-    reports.write_markdown(args.out / "grade.md", reports.markdown(grades, changes) + _confinement_note(users, why_not)
-                           + _sweep_note(guarded, stopped))
+    reports.write_markdown(args.out / "grade.md", reports.markdown(grades, changes) + _intake_note(graded.intake)
+                           + _confinement_note(users, why_not) + _sweep_note(guarded, stopped))
     _give_back(args.out)
     score, top = result["score"], result["max-score"]
     written = ", ".join(str(args.out / name) for name in REPORTS)
     print(say(f"{score}/{top} points: {written}", f"{score}/{top} 点: {written}"))
     return 0 if all(test.passed for test in grades) else 1
+
+
+def _last_sweep(users):
+    """Whatever happened: every process below the grade, and every process of the grade's users (one
+    that escaped below, say, when a step's pytest was killed), killed; the first ones, described."""
+    stopped = sweep.kill_descendants()
+    if users:
+        confine.release(users)
+    return stopped
 
 
 if __name__ == "__main__":

