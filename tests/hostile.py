@@ -151,7 +151,7 @@ def grade_hostile(folder, code, grader, user=None, sudoer=None, steps=None, base
                str(out / "written-by-the-graded-code")]
     init = checkout / "handson" / "__init__.py"
     init.write_text(init.read_text() + textwrap.dedent(code).replace("DROP_PORT", str(drop.port))
-                    .replace("WRITE_TARGETS", repr(targets)).replace("RESULT", repr(str(out / "result.json"))))
+                    .replace("WRITE_TARGETS", repr(targets)).replace("RESULT_JSON", repr(str(out / "result.json"))))
     if prepare:
         prepare(checkout, drop.port)
     if sudoer:  # the job's user's, as the lab it fetched and the checkout are on a runner

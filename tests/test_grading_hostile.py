@@ -110,7 +110,7 @@ def _environments():
 if not _os.environ.get("HOSTILE_STARTED"):
     _os.environ["HOSTILE_STARTED"] = "1"
     _send({"writes": {path: _write(path) for path in WRITE_TARGETS}, "environments": _environments()})
-    _forge(RESULT)
+    _forge(RESULT_JSON)
 '''
 
 FORK_BOMB = '''

@@ -250,7 +250,7 @@ def test_the_message_check_catches_what_it_should():
 # -- the advice for every cause a service reports ----------------------------------------
 SAMPLE_DETAIL = {"expected": "redis://127.0.0.1:1/1", "transport": "redis://127.0.0.1:2/1", "seconds": 30,
                  "headline": "", "method": "GET", "path": "/handson", "error": "refused", "status": 500,
-                 "body": "", "seen": ("default_amqp", "")}
+                 "body": "", "seen": ("default_amqp", ""), "limit": 8 << 20, "node": "default-1a2b3c@host"}
 
 
 @pytest.mark.parametrize("what", sorted(advice._EXPLAIN))
