@@ -72,7 +72,8 @@ test: $(FLOWER_STAMP)
 
 # CI, as root: the tests of grading's guards again as a user with no rights here (labs/harness/dev/unprivileged.py).
 test-unprivileged: $(STAMP)
-	$(PY) -m labs.harness.dev.unprivileged -- $(PY) -m pytest tests/test_grading_hostile.py tests/test_confine.py \
+	$(PY) -m labs.harness.dev.unprivileged -- $(PY) -m pytest tests/test_grading_hostile.py tests/test_grading_submissions.py \
+		tests/test_confine.py tests/test_intake.py \
 		-p no:cacheprovider -q -rs
 
 lint: $(STAMP)

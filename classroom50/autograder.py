@@ -92,6 +92,12 @@ def find_lab():
     return lab
 
 
+def masked(url):
+    """``url`` without the credentials a token-bearing URL holds (https://user:token@host/...)."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}***@{rest.rsplit('@', 1)[1]}" if sep and "@" in rest.split("/", 1)[0] else url
+
+
 def fetch(repo, ref):
     """``repo`` at ``ref`` (tag, branch or full commit), one commit deep, into the scratch space."""
     lab = scratch_root() / "celery-handson-lab"
@@ -104,8 +110,9 @@ def fetch(repo, ref):
         except (OSError, subprocess.TimeoutExpired) as problem:
             raise CannotGrade(say(f"git failed: {problem}", f"git が失敗しました: {problem}")) from None
         if done.returncode != 0:
-            raise CannotGrade(say(f"Could not fetch the lab ({repo} at {ref}):\n{done.stderr}",
-                                  f"ラボを取得できませんでした ({repo} の {ref}):\n{done.stderr}"))
+            shown, said = masked(repo), done.stderr.replace(repo, masked(repo))
+            raise CannotGrade(say(f"Could not fetch the lab ({shown} at {ref}):\n{said}",
+                                  f"ラボを取得できませんでした ({shown} の {ref}):\n{said}"))
     return lab
 
 
@@ -207,13 +214,18 @@ PASSED_ON = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDI
              "CLASSROOM", "ASSIGNMENT", "SUBMISSION_TAG", "COMMIT_URL", "RELEASE_URL", "REVIEW_URL",
              "HANDSON_LAB", "HANDSON_LAB_PYTHON", "HANDSON_GRADE_STEPS", "HANDSON_REDIS", "HANDSON_REDIS_IMAGE",
              "HANDSON_LANG", "HANDSON_SLEEP", "HANDSON_GRADE_USER", "HANDSON_GRADE_SUDO", "HANDSON_DISCARD_LOGS",
-             "HANDSON_RUN_MARK", "HANDSON_TESTS_TMPDIR",
-             "DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")
+             "HANDSON_RUN_MARK", "HANDSON_TESTS_TMPDIR")
+# Only where Redis is asked to be the Docker kind (HANDSON_REDIS=docker or auto): otherwise no process here
+# holds the engine's settings. (The lab's local kind falls back to a container on the engine's default
+# socket when it finds no redis-server, as on a GitHub-hosted runner: that needs none of them.)
+DOCKER = ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH")
 
 
 def passed_on():
+    docker = os.environ.get("HANDSON_REDIS", "local").strip() in ("docker", "auto")
     return {key: value for key, value in os.environ.items()
-            if key in PASSED_ON or key.startswith(("LC_", "TESTCONTAINERS_"))}
+            if key in PASSED_ON or key.startswith("LC_")
+            or (docker and (key in DOCKER or key.startswith("TESTCONTAINERS_")))}
 
 
 def drop_secrets(lab, python):

@@ -39,7 +39,7 @@ def pytest_unconfigure(config):
 # --no-loadscope-reorder), and a long one started last would keep one worker busy while the others
 # idle. The lab-integrity runs take one to two minutes each, the later references the longest.
 LONGEST_FIRST = ("tests/test_lab_integrity.py", "tests/test_grading.py", "tests/test_wrong_edits.py",
-                 "tests/test_grading_hostile.py")
+                 "tests/test_grading_hostile.py", "tests/test_grading_submissions.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -341,6 +341,29 @@ def test_judge_scores_only_tests_that_passed_in_a_clean_run():
         judge(step, LabRun(exit_code=4, output="usage"), 300)
 
 
+def test_a_step_whose_pytest_was_killed_or_broke_its_report_is_still_graded(tmp_path):
+    """A real pytest killed mid-run (SIGKILL, as a memory limit does) leaves no JUnit file; a broken or
+    empty one reads as none. Every test of the step, named before it ran, scores 0 and says why."""
+    from labs.harness.runner import _read_junit, run_labs
+    from labs.harness.tools.grade import judge
+
+    module = tmp_path / "test_killed.py"
+    module.write_text("import os, signal\n\ndef test_a():\n    pass\n\n"
+                      "def test_b():\n    os.kill(os.getpid(), signal.SIGKILL)\n")
+    run = run_labs([str(module)], env=dict(os.environ, HANDSON_LANG="en"), timeout=60)
+    assert run.exit_code == -9 and run.report_problem == "it wrote no JUnit report", (run.exit_code, run.output)
+    step = replace(load_steps()[1], points=10, module=str(module))
+    graded = judge(step, run, 300, names=["test_a", "test_b"])
+    assert [(g.status, g.points) for g in graded] == [("error", 0), ("error", 0)]
+    assert "killed (SIGKILL)" in graded[0].message and "wrote no JUnit report" in graded[0].message
+
+    (tmp_path / "empty.xml").write_text("")
+    (tmp_path / "broken.xml").write_text("<testsuites><testcase name='a'")
+    assert _read_junit(tmp_path / "empty.xml") == ([], "its JUnit report is empty")
+    outcomes, problem = _read_junit(tmp_path / "broken.xml")
+    assert outcomes == [] and problem.startswith("its JUnit report is broken")
+
+
 def test_files_changed_outside_handson_since_the_start(tmp_path, monkeypatch):
     from labs.harness.tools.outside import changes
 

@@ -37,8 +37,14 @@ def minimal_env(base, docker=True):
 
 
 def uses_docker(kind):
-    """Whether the Redis kind ``kind`` (--redis) may start a container."""
-    return kind.strip() in ("docker", "auto")
+    """Whether the Redis kind ``kind`` (--redis) may start a container: docker, auto, and local where
+    no redis-server is here (services/redis/__init__.choose_redis then takes a container)."""
+    kind = kind.strip()
+    if kind == "local":
+        from .redis.embedded import embedded_redis_binary
+
+        return embedded_redis_binary() is None
+    return kind in ("docker", "auto")
 
 
 def app_only_env(base):
