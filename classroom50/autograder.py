@@ -106,7 +106,7 @@ def fetch(repo, ref):
                  ["git", "-C", str(lab), "fetch", "-q", "--depth", "1", repo, ref],
                  ["git", "-C", str(lab), "checkout", "-q", "FETCH_HEAD"]):
         try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+            done = subprocess.run(argv, cwd=scratch_root(), capture_output=True, text=True, timeout=300, check=False)
         except (OSError, subprocess.TimeoutExpired) as problem:
             raise CannotGrade(say(f"git failed: {problem}", f"git が失敗しました: {problem}")) from None
         if done.returncode != 0:
@@ -122,8 +122,10 @@ def lab_python(lab):
     machine). A .venv shipped in a Classroom 50 bundle does not run: the bundle is unpacked with
     tarfile's 'data' filter, which refuses the venv's absolute bin/python link."""
     own = lab / ".venv" / "bin" / "python"
+    # -I and a folder of the lab's: run from the student's checkout, `-c` and `-m` would import its
+    # celery.py or pip/ first, with the job's whole environment, before any guard is up.
     if own.exists() and (lab / ".venv" / ".installed").exists() and subprocess.run(
-            [str(own), "-c", "import celery, django"], capture_output=True, check=False).returncode == 0:
+            [str(own), "-I", "-c", "import celery, django"], cwd=lab, capture_output=True, check=False).returncode == 0:
         return own
     import tomllib  # Python 3.11+: imported after main() has checked the version, to say so clearly
 
@@ -140,8 +142,8 @@ def lab_python(lab):
         except (OSError, subprocess.CalledProcessError) as problem:  # e.g. Debian's Python without python3-venv
             raise CannotGrade(say(f"Could not make a virtual environment in {home}: {problem}",
                                   f"{home} に仮想環境を作れませんでした: {problem}")) from None
-        done = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                               *dependencies], check=False)
+        done = subprocess.run([str(python), "-I", "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                               *dependencies], cwd=home, check=False)
         if done.returncode != 0:
             raise CannotGrade(say("pip could not install the lab's dependencies (see above).",
                                   "pip がラボの依存パッケージをインストールできませんでした (上を参照)。"))
@@ -254,8 +256,14 @@ def grade(lab, python, submission, out):
 
 def main():
     submission = Path.cwd()  # the runner starts us in the student's checkout
-    for stale in ("result.json", "release-body.md"):  # never a grade from an earlier run
-        (submission / stale).unlink(missing_ok=True)
+    # First of all: every process started from here on (the student's, whenever it runs) stays ours to stop.
+    become_subreaper()
+    for stale in ("result.json", "release-body.md"):  # never a grade from an earlier run (nor a folder so named)
+        stale_path = submission / stale
+        if stale_path.is_dir() and not stale_path.is_symlink():
+            shutil.rmtree(stale_path)
+        else:
+            stale_path.unlink(missing_ok=True)
     if sys.version_info < MIN_PYTHON:
         print(say(f"The lab needs Python {'.'.join(map(str, MIN_PYTHON))}+, this is {sys.version.split()[0]}: "
                   "set the assignment's runtime to a newer Python.",
@@ -272,10 +280,9 @@ def main():
     keep = os.environ.get("GRADE_DIR")
     out = Path(keep).resolve() if keep else Path(tempfile.mkdtemp(prefix="celery-handson-autograder-"))
     try:
-        become_subreaper()
         code = grade(lab, python, submission, out)
         kill_descendants()  # nothing the graded code started may write after this
-        if code not in (0, 1):  # 0: every test passed, 1: some did not; both are a grade
+        if code not in (0, 1) or not (out / "result.json").is_file():  # 0: all passed, 1: some did not: a grade
             raise CannotGrade(say(f"The lab could not grade (exit code {code}; see above).",
                                   f"ラボが採点できませんでした (終了コード {code}。上を参照)。"))
         shutil.copyfile(out / "result.json", submission / "result.json")

@@ -5,6 +5,7 @@ what a hostile or broken submission would: write the lab, fill the disk, eat mem
 read a root-only file, become root again. The plan (which folders get covered) is checked without root.
 """
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -223,3 +224,60 @@ def test_each_grade_claims_uids_no_one_has_and_a_dead_grade_s_are_swept():
     finally:
         survivor.kill()
         survivor.wait()
+
+
+@pytestmark_root
+def test_the_app_s_processes_together_stay_within_their_memory(tmp_path, app_user, monkeypatch):
+    """Three processes of 100 MB each, each within its own limit, in a cgroup of 200 MB for them all: the
+    kernel kills one of theirs (SIGKILL), and the launcher's caller, outside the cgroup, goes on."""
+    cgroup = confine.app_cgroup(f"{confine.CGROUP_PREFIX}test-{os.getpid()}", 200 << 20)
+    if cgroup is None:
+        pytest.skip("no memory cgroup can be made here (cgroup v1's memory hierarchy or v2's memory controller)")
+    monkeypatch.setenv(confine.CGROUP_VARIABLE, str(cgroup))
+    tmp_path.chmod(0o755)
+    try:
+        ran = confined("""
+            import os, signal
+            children = []
+            for _ in range(3):
+                pid = os.fork()
+                if pid == 0:
+                    hog = bytearray(100 << 20)
+                    for index in range(0, len(hog), 4096):
+                        hog[index] = 1
+                    signal.pause()
+                children.append(pid)
+            import time
+            time.sleep(3)
+            for pid in children:
+                os.kill(pid, signal.SIGTERM)
+            print("ends", sorted(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children))
+        """, tmp_path, app_user)
+    finally:
+        confine.remove_cgroup(cgroup)
+
+    assert "ends" in ran.stdout, ran.stdout + ran.stderr
+    ends = eval(ran.stdout.split("ends", 1)[1])
+    assert -signal.SIGKILL in ends, ends  # the out-of-memory killer, inside the cgroup
+    assert not cgroup.exists()
+
+
+@pytestmark_root
+def test_a_named_grading_user_s_leftovers_are_killed_before_its_grade():
+    """HANDSON_GRADE_USER names a user of the teacher's: what an earlier grade left running as it (a grade
+    killed outright) is killed before the app starts again as it."""
+    name = "celery-handson-named"
+    assert confine.ensure_user(name) is None
+    leftover = subprocess.Popen(confine.wrap(["sleep", "120"], None, user=name))
+    try:
+        uid = confine.lookup(name).pw_uid
+        assert wait_for(lambda: confine._processes_of({uid}), timeout=10), "the leftover did not start"
+
+        users, why_not = confine.prepare({**os.environ, "HANDSON_GRADE_USER": name})
+
+        assert users and users[0] == name, why_not
+        assert wait_for(lambda: leftover.poll() is not None, timeout=10), "the leftover still runs"
+        confine.release(users)
+    finally:
+        leftover.kill()
+        leftover.wait()

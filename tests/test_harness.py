@@ -217,3 +217,74 @@ def test_a_port_is_taken_while_a_server_listens_and_free_once_only_time_wait_is_
     # The case itself: a bind without SO_REUSEADDR is refused now (Linux keeps the address for TIME_WAIT).
     assert wait_for(lambda: _plain_bind_fails(port), timeout=5), "no TIME_WAIT connection was left on the port"
     assert port_is_free(port)
+
+
+def test_an_answer_is_read_within_its_size_and_its_time(tmp_path):
+    """services/web.read_bounded: a body past the size limit, and one that trickles a byte at a time (each
+    read well within the socket's timeout), are both cut off; a page of kilobytes is read whole."""
+    import socket
+    import threading
+
+    import requests
+
+    from labs.harness.services.web import read_bounded
+
+    def serve(body_of, length=10000000):
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+
+        def answer():
+            client, _ = server.accept()
+            client.recv(65536)
+            client.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\n".encode())
+            try:
+                body_of(client)
+            except OSError:
+                pass
+            client.close()
+            server.close()
+
+        threading.Thread(target=answer, daemon=True).start()
+        return f"http://127.0.0.1:{server.getsockname()[1]}/"
+
+    def trickle(client):
+        while True:
+            client.sendall(b"x")
+            time.sleep(0.2)
+
+    def flood(client):
+        while True:
+            client.sendall(b"x" * 65536)
+
+    started = time.monotonic()
+    response = requests.get(serve(trickle), stream=True, timeout=5)
+    assert read_bounded(response, time.monotonic() + 2) is False
+    assert time.monotonic() - started < 4
+    response = requests.get(serve(flood), stream=True, timeout=5)
+    assert read_bounded(response, time.monotonic() + 30, limit=1 << 20) is False
+    response = requests.get(serve(lambda client: client.sendall(b"y" * 200000), 200000), stream=True, timeout=5)
+    assert read_bounded(response, time.monotonic() + 30) and response.text == "y" * 200000
+
+
+def test_while_grading_redis_takes_only_its_password_and_keeps_its_memory_bound(tmp_path):
+    """A grading run's Redis: another grade's app on this loopback, which has not its URL, is refused, and
+    the app itself cannot lift the memory bound (CONFIG answers only under the lab's name for it)."""
+    import redis as redis_py
+
+    from labs.harness.services.redis.embedded import GRADING_MAXMEMORY
+
+    server = LocalRedis(tmp_path, guarded=True).start()
+    try:
+        stranger = redis_py.Redis(port=server.port, socket_timeout=5)
+        with pytest.raises(redis_py.AuthenticationError):
+            stranger.ping()
+        app = server.client(server.broker_url)
+        assert app.ping()
+        with pytest.raises(redis_py.ResponseError, match="unknown command"):
+            app.config_set("maxmemory", "0")
+        answer = app.execute_command(server.config_command, "GET", "maxmemory")
+        pairs = answer if isinstance(answer, dict) else dict(zip(answer[::2], answer[1::2]))
+        assert pairs == {b"maxmemory": str(GRADING_MAXMEMORY).encode()}, answer
+    finally:
+        server.stop()

@@ -218,3 +218,26 @@ def test_the_walker_imports_nothing_from_where_it_runs(tmp_path):
     taken, copy, _ = _take(tmp_path / "workspace", tmp_path)
 
     assert (copy / "json.py").exists() and taken.refused == []
+
+
+def test_names_no_report_can_hold_are_left_out_and_named_safely(tmp_path):
+    """A name that is not UTF-8, one with a newline and ESC, and a path too long for the copy's folder:
+    none breaks the copy or a report."""
+    handson = tmp_path / "workspace" / "handson"
+    handson.mkdir(parents=True)
+    os.symlink("/etc/passwd", os.path.join(os.fsencode(handson), b"\xff-link"))
+    (handson / "new\nline\x1b[31m").symlink_to("/etc/passwd")
+    deep = handson
+    for _ in range(6):
+        deep = deep / ("d" * 200)
+    deep.mkdir(parents=True)
+    (deep / "f.py").write_text("x")
+
+    taken, _, _ = _take(tmp_path / "workspace", tmp_path)
+
+    names = taken.names()
+    assert "\\xff-link" in names and "new\\nline\\x1b[31m" in names, names
+    assert "bad_name" in dict(taken.refused).values(), taken.refused
+    described = taken.describe(say)
+    described.encode("utf-8")  # no lone surrogate left
+    assert "\x1b" not in described and "new\nline" not in described

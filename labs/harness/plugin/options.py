@@ -38,6 +38,7 @@ class LabRun:
 
 LAB = pytest.StashKey[LabRun]()
 SUBREAPER = pytest.StashKey[bool]()  # this run became the subreaper of what its services start
+APP_CGROUP = pytest.StashKey[Path]()  # the cgroup of this run's app (confine.app_cgroup)
 PRIVATE_RUN_DIR = pytest.StashKey[bool]()  # the run folder is a tmpfs of this run's (confine.private_run_folder)
 
 
@@ -120,6 +121,12 @@ def pytest_configure(config):
         # cannot fill the disk through its data folder, nor the grader's reports with it.
         config.stash[PRIVATE_RUN_DIR] = confine.private_run_folder(run_dir)
         run_dir.chmod(0o755)  # the confined services enter it (each sees only the part it needs)
+        # The app's processes of this run share one memory bound (their tmpfs included): whatever they do,
+        # the kernel's out-of-memory killer stops one of theirs, never this pytest.
+        cgroup = confine.app_cgroup(f"{confine.CGROUP_PREFIX}{os.getpid()}")
+        if cgroup is not None:
+            config.stash[APP_CGROUP] = cgroup
+            os.environ[confine.CGROUP_VARIABLE] = str(cgroup)
     try:
         redis, redis_note = choose_redis(config.getoption("redis"), run_dir, offset=xdist_index(config))
     except RedisUnavailable as problem:
@@ -144,6 +151,8 @@ def pytest_unconfigure(config):
     # it would otherwise go on into the next step's, or the next test's, and change its verdict.
     if config.stash.get(SUBREAPER, False):
         sweep.kill_descendants()
+    if config.stash.get(APP_CGROUP, None) is not None:
+        confine.remove_cgroup(config.stash[APP_CGROUP])
     lab = config.stash.get(LAB, None)
     # Logs are kept for a failed run, for the learner to read, unless the caller expects
     # failures and reads the outcome elsewhere (HANDSON_DISCARD_LOGS=1, the project's own tests).

@@ -21,6 +21,7 @@ GRADER_KEEPS = (*APP_KEEPS,
                 # The lab's own settings (what a learner or teacher may set for a grade).
                 "HANDSON_REDIS", "HANDSON_REDIS_IMAGE", "HANDSON_LANG", "HANDSON_SLEEP", "HANDSON_LAB_DIR",
                 "HANDSON_START", "HANDSON_PREWARM", "HANDSON_GRADE_USER", "HANDSON_GRADE_SUDO",
+                "HANDSON_GRADE_APP_MEMORY",
                 # What grading passes to its own children.
                 "HANDSON_GRADING", "HANDSON_DISCARD_LOGS", "HANDSON_GRADE_OWNER", "HANDSON_CONFINE_USER",
                 "HANDSON_COLLECTED", "HANDSON_TESTS_TMPDIR",

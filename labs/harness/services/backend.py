@@ -10,6 +10,7 @@
 """
 import contextlib
 import functools
+import itertools
 import json
 import re
 import threading
@@ -18,6 +19,7 @@ import redis as redis_client
 
 META_PREFIX = "celery-task-meta-"
 META_LIMIT = 4 << 20  # bytes of one stored result the lab reads
+LIST_LIMIT = 100_000  # entries of a queue or of the unacked hash the lab reads
 
 
 class ResultBackend:
@@ -154,8 +156,8 @@ class BrokerControl:
         """{task id: delivery tag} of the messages a worker has taken but not acknowledged yet: Kombu's
         Redis transport keeps each in the hash ``unacked`` (and its delivery time in ``unacked_index``)."""
         client = self.redis.client(self.redis.broker_url)
-        try:
-            held = client.hgetall("unacked")
+        try:  # at most LIST_LIMIT of them: the lab reads a few, whatever the app put there
+            held = dict(itertools.islice(client.hscan_iter("unacked", count=1000), LIST_LIMIT))
         finally:
             client.close()
         found = {}
@@ -168,10 +170,10 @@ class BrokerControl:
 
     def queued(self, queue="celery"):
         """Ids of the task messages waiting in ``queue`` (Kombu's Redis transport keeps it as a list named
-        after it), the oldest first."""
+        after it), the oldest first (at most LIST_LIMIT, the oldest)."""
         client = self.redis.client(self.redis.broker_url)
         try:
-            held = client.lrange(queue, 0, -1)
+            held = client.lrange(queue, -LIST_LIMIT, -1)
         finally:
             client.close()
         found = []

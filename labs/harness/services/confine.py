@@ -47,7 +47,11 @@ from pathlib import Path
 USER_VARIABLE = "HANDSON_CONFINE_USER"  # set by tools/grade.py for the pytest that starts the services
 UID_PREFIX = "#"  # HANDSON_CONFINE_USER=#1500000123: a uid claimed for this run, with no account
 TEMP_FOLDERS = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")
-TEMP_BYTES = 256 << 20  # each of a service's private temporary folders
+TEMP_BYTES = 256 << 20  # a service's private /tmp
+OTHER_TEMP_BYTES = 32 << 20  # its /var/tmp, /dev/shm and /run/lock
+APP_MEMORY = 4 << 30  # all the app's processes of one step together, their tmpfs included (a cgroup)
+CGROUP_VARIABLE = "HANDSON_APP_CGROUP"  # the step's cgroup for the app (plugin/options.py), read by wrap()
+CGROUP_PREFIX = "celery-handson-"
 DATA_BYTES = 256 << 20  # a lab run's folder (the services' logs and the app's data: plugin/options.py)
 # What the code sees of the machine's own folders: the system, and nothing anyone keeps files in.
 SYSTEM = ("usr", "etc", "dev", "sys", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
@@ -68,7 +72,7 @@ class Limits:
 LIMITS = Limits()
 
 _libc = ctypes.CDLL(None, use_errno=True)
-CLONE_NEWNS = 0x00020000
+CLONE_NEWNS, CLONE_NEWIPC = 0x00020000, 0x08000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = \
     1, 2, 4, 8, 32, 4096, 16384, 1 << 18
 MNT_DETACH = 2
@@ -220,6 +224,7 @@ def sweep_stale_claims():
             continue  # its run is still grading
         killed += kill_users([int(claim.name)])
         shutil.rmtree(claim, ignore_errors=True)
+    sweep_stale_cgroups()
     return killed
 
 
@@ -233,13 +238,16 @@ def claim_uids(count):
     owner = json.dumps({"pid": os.getpid(), "started": _started(os.getpid())})
     while len(claimed) < count:
         uid = UID_BASE + random.randrange(UID_SPAN)
-        if uid in accounts or _processes_of({uid}):
+        if uid in accounts or _processes_of({uid}) or (CLAIMS / str(uid)).exists():
             continue
+        # Made whole, then renamed into place: a sweep never sees a claim without its owner.
+        draft = Path(tempfile.mkdtemp(prefix=f".{uid}-", dir=CLAIMS))
+        (draft / "owner.json").write_text(owner)
         try:
-            (CLAIMS / str(uid)).mkdir(mode=0o700)
-        except FileExistsError:
+            os.rename(draft, CLAIMS / str(uid))
+        except OSError:  # another grade claimed it first
+            shutil.rmtree(draft, ignore_errors=True)
             continue
-        (CLAIMS / str(uid) / "owner.json").write_text(owner)
         claimed.append(uid)
     return [f"{UID_PREFIX}{uid}" for uid in claimed]
 
@@ -251,7 +259,9 @@ def release(names):
     users = [lookup(name) for name in names]
     killed = kill_users([user.pw_uid for user in users])
     for user in users:
-        if user.name.startswith(UID_PREFIX):
+        # A claim whose uid still has a process (one that would not die in time) stays: the next grade's
+        # sweep finds its owner gone and tries again.
+        if user.name.startswith(UID_PREFIX) and not _processes_of({user.pw_uid}):
             shutil.rmtree(CLAIMS / str(user.pw_uid), ignore_errors=True)
     return killed
 
@@ -278,10 +288,14 @@ def prepare(env=os.environ):
         if problem:
             return None, problem
         users = [name] + [f"{name}-{slot}" for slot in range(2, count + 1) if ensure_user(f"{name}-{slot}") is None]
+        # The named users are this grade's: whatever an earlier grade of theirs left running goes first.
+        kill_users([lookup(user).pw_uid for user in users])
     else:
         users = claim_uids(count)
+    from .app_env import app_only_env  # the probe runs as the app's user: none of the grader's variables
+
     probe = subprocess.run(wrap([sys.executable, "-c", "import celery, django"], None, user=users[0]),
-                           env=dict(env), capture_output=True, text=True, check=False)
+                           env=app_only_env(env), capture_output=True, text=True, check=False)
     if probe.returncode != 0:
         release(users)
         return None, (f"the app could not start as {lookup(users[0]).describe()}: "
@@ -293,6 +307,95 @@ def slots():
     """Steps graded at a time (each as a user of its own: the process limit counts a user's processes
     together, so a fork bomb in one step would stop another's services from starting)."""
     return min(2, os.cpu_count() or 1)
+
+
+# -- one cgroup for the app's processes of a step: their memory together -------------------------
+def _cgroup_base():
+    """The folder where a memory cgroup for the app can be made: beside the grader's own in cgroup v1's
+    memory hierarchy (its limit still applies above), or at the top of cgroup v2's, where the memory
+    controller is enabled for children; None where neither is (not Linux, no root, no memory controller)."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            base = Path("/sys/fs/cgroup/memory") / path.lstrip("/")
+            if base.is_dir():
+                return base
+    unified = Path("/sys/fs/cgroup")
+    try:
+        if "memory" in (unified / "cgroup.subtree_control").read_text().split():
+            return unified
+    except OSError:
+        pass
+    return None
+
+
+def app_memory_bound():
+    """The bytes the app's processes of a step may hold together where app_cgroup can bound them, else None."""
+    if os.geteuid() != 0 or _cgroup_base() is None:
+        return None
+    return int(os.environ.get("HANDSON_GRADE_APP_MEMORY") or APP_MEMORY)
+
+
+def app_cgroup(name, limit=None):
+    """A cgroup called ``name`` whose processes may hold ``limit`` bytes together (APP_MEMORY; swap not
+    beyond): the folder, or None where none can be made. What a process of it writes to a tmpfs counts
+    too, so an app that fills its private folders is stopped there, and the kernel's out-of-memory
+    killer picks among its processes, never the grader's."""
+    limit = limit or int(os.environ.get("HANDSON_GRADE_APP_MEMORY") or APP_MEMORY)
+    base = _cgroup_base() if os.geteuid() == 0 else None
+    if base is None:
+        return None
+    folder = base / name
+    try:
+        folder.mkdir(exist_ok=True)
+        if (folder / "memory.max").exists():  # cgroup v2
+            (folder / "memory.max").write_text(str(limit))
+            settings = {"memory.swap.max": "0"}
+        else:
+            (folder / "memory.limit_in_bytes").write_text(str(limit))
+            settings = {"memory.memsw.limit_in_bytes": str(limit)}
+        for setting, value in settings.items():
+            try:
+                (folder / setting).write_text(value)
+            except OSError:
+                pass  # no swap accounting here: the memory limit alone
+    except OSError:
+        remove_cgroup(folder)
+        return None
+    return folder
+
+
+def remove_cgroup(folder):
+    """Kill what is left in the cgroup ``folder`` and remove it."""
+    folder = Path(folder)
+    for _ in range(50):
+        try:
+            pids = [int(pid) for pid in (folder / "cgroup.procs").read_text().split()]
+        except OSError:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        try:
+            folder.rmdir()
+            return
+        except OSError:
+            time.sleep(0.02)
+
+
+def sweep_stale_cgroups():
+    """Remove the app cgroups of lab runs that are gone (named after their pytest's pid)."""
+    base = _cgroup_base() if os.geteuid() == 0 else None
+    for folder in base.glob(f"{CGROUP_PREFIX}*") if base is not None else ():
+        pid = folder.name[len(CGROUP_PREFIX):]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            remove_cgroup(folder)
 
 
 # -- the launcher's command line -----------------------------------------------------------
@@ -314,6 +417,8 @@ def wrap(argv, cwd, user=None, writable=(), keep_privileges=False, readable=()):
     reveal = {LABS, sys.prefix, sys.base_prefix, Path(sys.executable).resolve().parent,
               Path(program).resolve().parent, *readable, *([cwd] if cwd is not None else [])}
     options = ["--user", user, *(["--keep-privileges"] if keep_privileges else [])]
+    if os.environ.get(CGROUP_VARIABLE) and not keep_privileges:  # the app's, never the project's own tests'
+        options += ["--cgroup", os.environ[CGROUP_VARIABLE]]
     # As given (made absolute, links kept): the launcher shows the real folder and the links on the way.
     options += [arg for folder in sorted({os.path.abspath(f) for f in reveal}) for arg in ("--reveal", folder)]
     options += [arg for folder in writable for arg in ("--writable", os.path.abspath(folder))]
@@ -402,7 +507,8 @@ def _build_root(new_root, shown, keep_privileges, links=None):
     for folder in TEMP_FOLDERS:
         target = new_root / folder.lstrip("/")
         target.mkdir(parents=True, exist_ok=True)
-        _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={TEMP_BYTES}")
+        size = TEMP_BYTES if folder == "/tmp" else OTHER_TEMP_BYTES
+        _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, f"mode=1777,size={size}")
     for path, can_write in shown:
         target = new_root / path.relative_to("/")
         target.mkdir(parents=True, exist_ok=True)
@@ -421,7 +527,8 @@ def _build_root(new_root, shown, keep_privileges, links=None):
 
 
 def _enter_own_root(reveal, writable, keep_privileges):
-    _check(_libc.unshare(CLONE_NEWNS), "unshare")
+    # A System V IPC namespace of its own too: a shared-memory segment it made dies with it, unseen by others.
+    _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWIPC), "unshare")
     _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing done here reaches the grader's mounts
     new_root = Path("/tmp")  # mounted over in this namespace only: the staging place of the new root
     _build_root(new_root, plan(reveal, writable), keep_privileges, links_on_the_way([*reveal, *writable]))
@@ -476,9 +583,12 @@ def main(args):
     user = lookup(values("--user")[0])
     cwd = os.getcwd()
     keep = "--keep-privileges" in options
+    for cgroup in values("--cgroup"):  # before anything of the app's runs: all it starts is counted there
+        (Path(cgroup) / "cgroup.procs").write_text(str(os.getpid()))
     _enter_own_root(values("--reveal"), values("--writable"), keep)
     env = dict(os.environ, **_drop_to(user, no_new_privileges=not keep))
     env.pop(USER_VARIABLE, None)
+    env.pop(CGROUP_VARIABLE, None)
     try:
         os.chdir(cwd)
     except OSError:

@@ -31,6 +31,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
+MAX_PATH = 1024  # bytes of a path inside handson/: the copy's folder adds its own to the system's 4096
 SKIPPED_NAMES = ("__pycache__",)  # bytecode is the grader's own business (PYTHONDONTWRITEBYTECODE)
 SKIPPED_SUFFIXES = (".pyc",)
 
@@ -68,6 +69,10 @@ class Intake:
     handson_is_link: bool = False  # handson/ itself was a link: nothing was copied
     limits: Limits = LIMITS
 
+    def names(self):
+        """The left-out paths as text any report can hold (escapes for what is not printable UTF-8)."""
+        return [printable(name) for name, _ in self.refused] or (["handson"] if self.handson_is_link else [])
+
     def describe(self, say):
         """The report's words for what was left out ('' when nothing was)."""
         if self.handson_is_link:
@@ -79,11 +84,25 @@ class Intake:
             return ""
         values = {"files": self.limits.files, "megabytes": self.limits.bytes >> 20, "depth": self.limits.depth,
                   "seconds": self.limits.seconds}
-        lines = [f"handson/{ascii(name)[1:-1]}: {say(*REASONS[reason]).format(**values)}"
+        lines = [f"handson/{printable(name)}: {say(*REASONS[reason]).format(**values)}"
                  for name, reason in self.refused[:50]]
         if len(self.refused) > 50:
             lines.append(say(f"... and {len(self.refused) - 50} more", f"... ほか {len(self.refused) - 50} 件"))
         return "\n".join(lines)
+
+
+def printable(name):
+    """``name`` with whatever could break a report escaped: bytes that are not UTF-8 (os.fsdecode's
+    surrogates, as \\xff), control characters (\\n, \\x1b) and the backslash itself; the rest as it is."""
+    out = []
+    for char in name:
+        if "\udc80" <= char <= "\udcff":
+            out.append(f"\\x{ord(char) - 0xdc00:02x}")
+        elif char == "\\" or not char.isprintable():
+            out.append(char.encode("unicode_escape").decode("ascii"))
+        else:
+            out.append(char)
+    return "".join(out)
 
 
 class IntakeFailed(RuntimeError):
@@ -131,7 +150,8 @@ def _walk_as(user, handson, limits):
     if done.returncode != 0:
         raise IntakeFailed(f"the copy's walker failed (exit {done.returncode}): "
                            f"{done.stderr.decode('utf-8', 'replace')[-500:]}")
-    if len(done.stdout) > limits.bytes + (limits.files + 2) * 3 * tarfile.BLOCKSIZE:
+    # Names and link texts count in the walker's bytes; an entry's headers take a few blocks more.
+    if len(done.stdout) > limits.bytes + (limits.files + 2) * 6 * tarfile.BLOCKSIZE:
         raise IntakeFailed("the copy's walker wrote more than its limits allow")
     refused = json.loads(done.stderr.decode("utf-8", "replace").strip().splitlines()[-1])
     return done.stdout, [tuple(entry) for entry in refused]
@@ -157,26 +177,32 @@ def _write(stream, target):
                 refused.append((member.name, "bad_name"))
                 continue
             path = target.joinpath(*parts)
-            if not path.parent.is_dir() or path.parent.is_symlink():  # only folders made here hold entries
+            try:
+                if not path.parent.is_dir() or path.parent.is_symlink():  # only folders made here hold entries
+                    refused.append((member.name, "bad_name"))
+                elif member.isdir():
+                    path.mkdir(mode=0o755)
+                elif member.isreg():
+                    mode = 0o755 if member.mode & 0o111 else 0o644
+                    handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+                    with os.fdopen(handle, "wb") as out:
+                        out.write(tar.extractfile(member).read())
+                elif member.issym():
+                    links.append((member.name, parts, member.linkname))
+                else:
+                    refused.append((member.name, "special"))
+            except OSError:  # a name too long here (the copy's folder is longer than the submission's), ...
                 refused.append((member.name, "bad_name"))
-            elif member.isdir():
-                path.mkdir(mode=0o755)
-            elif member.isreg():
-                mode = 0o755 if member.mode & 0o111 else 0o644
-                handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-                with os.fdopen(handle, "wb") as out:
-                    out.write(tar.extractfile(member).read())
-            elif member.issym():
-                links.append((member.name, parts, member.linkname))
-            else:
-                refused.append((member.name, "special"))
     # Links last, every one judged against the real files and folders only (no link is made before all
     # are judged): a link through another link, or out of the copy, is never made.
     made = [(parts, linkname) for name, parts, linkname in links if resolves_inside(target, parts, linkname)]
     refused += [(name, "link_outside") for name, parts, linkname in links
                 if not resolves_inside(target, parts, linkname)]
     for parts, linkname in made:
-        os.symlink(linkname, target.joinpath(*parts))
+        try:
+            os.symlink(linkname, target.joinpath(*parts))
+        except OSError:
+            refused.append(("/".join(parts), "bad_name"))
     return refused
 
 
@@ -226,6 +252,7 @@ def read_submitted(path, limit=64 << 10):
     most ``limit`` bytes, and, while grading confines the app (services/confine.py), by the app's user.
     FileNotFoundError when it is missing. What the lab quotes from it is then the submission's own text."""
     from . import confine
+    from .app_env import app_only_env  # it runs as the app's user: it holds nothing of the grader's
 
     path = Path(path)
     handson = next((folder for folder in path.parents if folder.name == "handson"), path.parent)
@@ -247,7 +274,7 @@ def read_submitted(path, limit=64 << 10):
         else:
             done = subprocess.run(confine.wrap([sys.executable, "-I", "-c", _READ_AS_USER, str(real), str(limit)],
                                                handson.parent), cwd=handson.parent, capture_output=True,
-                                  timeout=30, check=False)
+                                  env=app_only_env(os.environ), timeout=30, check=False)
             if done.returncode != 0:
                 raise LeadsOutside(str(path))
             data = done.stdout[:limit]
@@ -301,8 +328,17 @@ class _Walker:
         except OSError:
             self.refused.append((path, "unreadable"))
             return
+        if len(path.encode("utf-8", "surrogateescape")) > MAX_PATH:
+            self.refused.append((path, "bad_name"))
+            return
+        self.bytes += len(path.encode("utf-8", "surrogateescape"))  # names take room in the stream too
         if stat.S_ISLNK(info.st_mode):
-            self._add(path, tarfile.SYMTYPE, linkname=os.readlink(name, dir_fd=folder))
+            linkname = os.readlink(name, dir_fd=folder)
+            self.bytes += len(linkname.encode("utf-8", "surrogateescape"))
+            if self.bytes > self.limits.bytes:
+                self.refused.append((path, "too_large"))
+                return
+            self._add(path, tarfile.SYMTYPE, linkname=linkname)
         elif stat.S_ISDIR(info.st_mode):
             if depth >= self.limits.depth:
                 self.refused.append((path, "too_deep"))

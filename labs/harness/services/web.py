@@ -7,12 +7,15 @@ it keeps cookies, sends the CSRF token with every POST, and times each answer.
 """
 import os
 import re
+import socket
 import sys
+import threading
 import time
 from pathlib import Path
 
 import psutil
 import requests
+import urllib3
 
 from ..paths import ROOT
 from ..tracebacks import headline
@@ -77,7 +80,8 @@ class DjangoServer:
     def _answers(self):
         try:
             with requests.get(self.url + "/handson", timeout=2, stream=True) as response:
-                response.raw.read(64 << 10)  # an answer has begun; the rest is not the readiness check's
+                # An answer has begun; how it goes on is not the readiness check's (a test reads it).
+                read_bounded(response, time.monotonic() + 2, limit=64 << 10)
         except (requests.RequestException, OSError):
             return False
         return self._listens()
@@ -164,18 +168,38 @@ class WebClient:
 
 def read_bounded(response, deadline, limit=ANSWER_LIMIT):
     """Read ``response``'s body (sent with stream=True) into it, as requests would, but no more than
-    ``limit`` bytes and not past ``deadline`` (time.monotonic()): False when it was cut off there."""
+    ``limit`` bytes and not past ``deadline`` (time.monotonic()): False when it was cut off there. A body
+    that trickles (a byte now and then, each read within the socket's timeout) is cut off at the deadline
+    too: a timer shuts the connection's socket, which ends the read that waits on it."""
     body, size = [], 0
+    timer = threading.Timer(max(0.0, deadline - time.monotonic()), _shut, (response,))
+    timer.daemon = True
+    timer.start()
     try:
         for chunk in response.iter_content(64 << 10):
             body.append(chunk)
             size += len(chunk)
             if size > limit or time.monotonic() > deadline:
                 return False
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
+        if time.monotonic() >= deadline:
+            return False
+        raise
     finally:
+        timer.cancel()
         response.close()
     response._content = b"".join(body)  # what .text and .json() read (requests' own cache of the body)
     return True
+
+
+def _shut(response):
+    connection = getattr(response.raw, "connection", None) or getattr(response.raw, "_connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def seen_in_log(log):

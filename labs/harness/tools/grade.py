@@ -159,7 +159,8 @@ def judge(step, run, timeout, names=None):
             grade.message = odd
         else:
             grade.points = shares[name]
-        grade.message = grade.message[:MESSAGE_LIMIT]
+        # Within limits, and text every report can hold (no lone surrogate of bytes that were not UTF-8).
+        grade.message = grade.message[:MESSAGE_LIMIT].encode("utf-8", "backslashreplace").decode("utf-8")
         grades.append(grade)
     return grades
 
@@ -307,6 +308,11 @@ def _confinement_note(users, why_not):
                      " (one per step graded at a time)"),
                   f"{'・'.join(f'`{name}`' for name in named)} として"
                   + (" (この採点専用の uid、同時に採点するステップごとに 1 つ)" if fresh else " (同時に採点するステップごとに 1 つ)"))
+        bound = confine.app_memory_bound()
+        memory = say(f" Together its processes of a step could hold {bound >> 20} MB (a cgroup).",
+                     f" 1 ステップのプロセスは合わせて {bound >> 20} MB まででした (cgroup)。") if bound else \
+            say(" Their memory together was not bounded: no memory cgroup could be made here.",
+                " プロセス全体のメモリには上限がありませんでした (ここではメモリ cgroup を作れません)。")
         return "\n" + say(f"The graded code ran {who}, in a root of its own: it saw the copy of the submission, the "
                           "lab's labs/ and the venv, read-only, and nothing else of this machine's files (no other "
                           "submission, no checkout, no home folder), nor any other user's processes; its /tmp was "
@@ -315,7 +321,7 @@ def _confinement_note(users, why_not):
                           f"採点中のコードは{who}、専用のルートで動きました。提出物のコピー・ラボの labs/・venv を"
                           "読み取り専用で見られるだけで、このマシンのほかのファイル (ほかの提出物、チェックアウト、"
                           "ホームフォルダー) も、ほかのユーザーのプロセスも見えません。/tmp は専用で小さく、データ"
-                          "フォルダーは小さな tmpfs、プロセス数・メモリ・ファイルサイズに上限がありました。") + "\n"
+                          "フォルダーは小さな tmpfs、プロセス数・メモリ・ファイルサイズに上限がありました。") + memory + "\n"
     return "\n" + say(f"The graded code ran with the grader's own rights, as {why_not}: it could have written "
                       "to the lab or to this report while it ran.",
                       f"採点中のコードは採点者と同じ権限で動きました ({why_not})。実行中にラボやこの報告を"
@@ -407,11 +413,10 @@ def main(argv):
         workspace = None if reference else (args.workspace or ROOT)
         graded = grade(pytest_args, args.timeout, args.redis, workspace, users=users, steps=steps)
     except CannotGrade as problem:
-        _last_sweep(users)
-        reports.write_markdown(args.out / "grade.md", reports.cannot_grade(str(problem)))
-        _give_back(args.out)
-        print(str(problem), file=sys.stderr)
-        return 2
+        return _could_not_grade(args.out, users, str(problem))
+    except Exception as problem:  # the lab's own fault, never a learner's 0: said as such, exit 2
+        return _could_not_grade(args.out, users, say(f"The lab failed while grading: {problem!r}",
+                                                     f"採点中にラボが失敗しました: {problem!r}"))
     except BaseException:
         _last_sweep(users)
         raise
@@ -420,8 +425,8 @@ def main(argv):
     result = classroom50.result(grades)
     if changes is not None:
         result["changed-outside-handson"] = changes.files
-    if graded.intake is not None and (graded.intake.refused or graded.intake.handson_is_link):
-        result["not-taken-in"] = [name for name, _ in graded.intake.refused] or ["handson"]
+    if graded.intake is not None and graded.intake.names():
+        result["not-taken-in"] = graded.intake.names()
     classroom50.write(args.out / "result.json", result)
     reports.write_junit(args.out / "junit.xml", grades)
     reports.write_markdown(args.out / "grade.md", reports.markdown(grades, changes) + _intake_note(graded.intake)
@@ -431,6 +436,15 @@ def main(argv):
     written = ", ".join(str(args.out / name) for name in REPORTS)
     print(say(f"{score}/{top} points: {written}", f"{score}/{top} 点: {written}"))
     return 0 if all(test.passed for test in grades) else 1
+
+
+def _could_not_grade(out, users, reason):
+    """No grade: the reason in grade.md (result.json and junit.xml are not written), exit code 2."""
+    _last_sweep(users)
+    reports.write_markdown(out / "grade.md", reports.cannot_grade(reason))
+    _give_back(out)
+    print(reason, file=sys.stderr)
+    return 2
 
 
 def _last_sweep(users):

