@@ -4,4 +4,5 @@ pytest_plugins = [
     "labs.harness.plugin.header",
     "labs.harness.plugin.fixtures",
     "labs.harness.plugin.progress",
+    "labs.harness.plugin.instant",
 ]

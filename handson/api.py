@@ -6,9 +6,10 @@ GET  /handson/api/tasks/<id>       one task, or 404 {"error"} for an id this app
 GET  /handson/api/workers          {"workers": N, "names": [...], "message"}: who answers a ping
 POST /handson/tasks/<id>/stop      revoke(terminate=True) for one task (with the CSRF token)
 
-A task is {"id", "name", "args", "state", "result", "sent", "started", "finished", "ready"}:
+A task is {"id", "name", "args", "state", "result", "sent", "started", "finished", "ready", "parent"}:
 ``args`` is the JSON list of positional arguments it was sent with; the times are ISO 8601
-(UTC) or null; ``result`` has one shape per state:
+(UTC) or null; ``parent`` is the id of the task that sent it (null when a view did); ``result``
+has one shape per state:
 
     PENDING           null                               (queued, or unknown to the backend)
     STARTED           {"pid": int, "hostname": str}      (the pool process running it)

@@ -92,8 +92,10 @@ def _note_sent(sender=None, headers=None, body=None, **_):
     if sender and sender in _periodic_tasks():
         return  # sent by the scheduler (step 11), on nobody's request: not one of the app's tasks to list
     task_id, sent = headers["id"], _now()
+    # parent_id: the task that sent it, when a task did (Celery sets it from the task running then); none
+    # when a view sent it.
     record = {"name": sender or "", "args": headers.get("argsrepr", ""), "args_json": _args_json(body),
-              "sent": sent.isoformat()}
+              "sent": sent.isoformat(), "parent": headers.get("parent_id") or ""}
     try:
         with _redis().pipeline() as pipe:
             pipe.hset(_record_key(task_id), mapping=record)
@@ -181,6 +183,7 @@ def _describe(task_id, record, meta):
         "started": record.get("started"),
         "finished": _finished(state, meta or {}),
         "ready": state in states.READY_STATES,
+        "parent": record.get("parent") or None,
     }
 
 

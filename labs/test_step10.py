@@ -108,6 +108,8 @@ Watch for
     - chord には結果バックエンドが必要です (部分の結果はそこを通ります)。ここでは Redis です。
 """
 
+import re
+
 import pytest
 
 from labs.harness.i18n import say
@@ -125,24 +127,69 @@ SERIAL_SHARE = 0.6  # the report must take less than this share of counting the 
 CHORD = "chord(region_sales.s(region) for region in regions)(sales_report.s())"
 NEVER_GET = "Never call result.get() within a task"
 ENDED = ("SUCCESS", "FAILURE", "REVOKED")
+# Logged by the worker whose part ended last, when calling the callback failed (celery/backends/redis.py,
+# on_chord_part_return: the callback is then failed with a ChordError, never sent).
+CALLBACK_RAISED = re.compile(r"Chord callback for '[^']+' raised: (.+)")
 
 
-def _send_report(web, worker, mark, regions):
-    """Press Step10 for ``regions``: the region_sales tasks it sent, as the task list shows them, in order."""
+SENT_WITHIN = 1.0  # seconds: the parts are listed before the view answers (tasklog notes them as they are sent)
+FROM_A_TASK_WITHIN = 3.0  # seconds: when the view sent none, a task of its may send them a moment later
+
+
+def _send_report(web, worker, mark, regions, sleep_seconds):
+    """Press Step10 for ``regions``: the region_sales tasks it sent, as the task list shows them, in order.
+    Fails at once, naming the wait, when the view answers only after the work (it waits for the parts),
+    when the parts come one after another (a chain) or from inside a task (a task that waits for them)."""
     before = {task["id"] for task in listed_tasks(web)}
-    press(web, *STEP10, fields={"regions": ",".join(regions)})
+    answer = press(web, *STEP10, fields={"regions": ",".join(regions)})
+    require(answer.seconds < sleep_seconds * 0.9, say(
+        f"Step10 answered after {answer.seconds:.1f} s, as long as a region takes ({sleep_seconds:g} s): the view "
+        "waits for the parts, e.g. with .get() on the chord or on a group, or .join(). The browser waits again, as "
+        f"in step 1. Send the chord and redirect at once ({CHORD}): the report ends later, in the worker, and the "
+        "page shows it.",
+        f"Step10 の応答に {answer.seconds:.1f} 秒かかり、1 地域の処理時間 ({sleep_seconds:g} 秒) と同じです。ビューが"
+        "部分を待っています (chord や group の .get()、.join() など)。ステップ 1 と同じくブラウザがまた待たされます。"
+        f"chord を送ってすぐリダイレクトしてください ({CHORD})。レポートは後でワーカーの中で終わり、ページに表示されます。",
+    ))
 
-    def sent():
-        fresh = [task for task in listed_tasks(web) if task["id"] not in before and task["name"] == REGION_SALES]
-        return fresh if len(fresh) >= len(regions) or _refused_waiting(worker, mark) else None
+    def fresh():
+        return [task for task in listed_tasks(web) if task["id"] not in before and task["name"] == REGION_SALES]
 
-    parts = list(reversed(wait_for(sent, timeout=10) or []))
+    def all_sent():
+        found = fresh()
+        return found if len(found) >= len(regions) else None
+
+    parts = list(reversed(wait_for(all_sent, timeout=SENT_WITHIN) or fresh()))
+    if not parts:  # none from the view: does a task it sent send them?
+        parts = list(reversed(wait_for(fresh, timeout=FROM_A_TASK_WITHIN) or []))
     require(not _refused_waiting(worker, mark), _waiting_message())
+    ids = {task["id"] for task in parts}
+    chained = [task for task in parts if task.get("parent") in ids]
+    require(not chained, say(
+        f"Step10's region_sales tasks were sent one after another: each by the one before it, when it had ended (a "
+        "chain, which also hands each one the result of the one before). The regions are counted side by side "
+        f"only as a chord's header, all sent at once: {CHORD}.",
+        f"Step10 の region_sales が 1 つずつ順に送られました。それぞれ前のタスクが終わってから、そのタスクが送って"
+        f"います (chain。前の結果も次に渡します)。地域を並べて数えるには、chord のヘッダーとして一度に送ります: {CHORD}。",
+    ))
+    by_task = sorted({task["parent"] for task in parts if task.get("parent")})
+    require(not by_task, say(
+        f"Step10's region_sales tasks were sent by a task ({', '.join(by_task)}), not by the view: a task that sends "
+        "tasks and waits for their results holds its pool process while they wait in the queue, perhaps behind it "
+        "(with allow_join_result() Celery lets it, and a busy worker locks up). Send the chord from the view: "
+        f"{CHORD}; the callback gets the results when all the parts have succeeded.",
+        f"Step10 の region_sales をビューではなくタスク ({', '.join(by_task)}) が送りました。タスクを送ってその結果を"
+        "待つタスクは、それらがキュー (たぶん自分の後ろ) で待つ間もプールプロセスを占有します (allow_join_result() "
+        f"なら Celery は許しますが、忙しいワーカーは止まります)。ビューから chord を送ってください: {CHORD}。"
+        "すべての部分が成功するとコールバックが結果を受け取ります。",
+    ))
     require(len(parts) == len(regions), say(
-        f"After Step10 for {len(regions)} regions the task list shows {len(parts)} region_sales task(s) sent by the "
-        f"view: send one per region, as a chord, from TaskStep10.post: {CHORD}.",
-        f"{len(regions)} 地域の Step10 の後、タスク一覧にビューが送った region_sales が {len(parts)} 個あります。"
-        f"TaskStep10.post から地域ごとに 1 つ、chord として送ってください: {CHORD}。",
+        f"Step10 for {len(regions)} regions sent {len(parts)} region_sales task(s) at once: send one per region, "
+        f"all at once, as a chord's header, from TaskStep10.post: {CHORD}. (A chain sends the next one only when the "
+        "one before has ended, with its result.)",
+        f"{len(regions)} 地域の Step10 が一度に送った region_sales は {len(parts)} 個です。TaskStep10.post から地域ごとに "
+        f"1 つ、まとめて chord のヘッダーとして送ってください: {CHORD}。(chain は前のタスクが終わってから、その結果と"
+        "ともに次を送ります。)",
     ))
     sent_for = [task["args"][0] if task.get("args") else None for task in parts]
     require(sent_for == regions, say(
@@ -157,17 +204,39 @@ def _refused_waiting(worker, mark):
 
 
 def _report_run(worker, mark, timeout):
-    """(id, events) of the one sales_report the worker received since ``mark``, once it has ended; (None, [])."""
+    """(id, events) of the one sales_report the worker received since ``mark``, once it has ended; (None, [])
+    when none came, or at once when the worker could not call the chord's callback (then require() says why)."""
     def ended():
-        if _refused_waiting(worker, mark):
+        log = worker.log(mark)
+        if _refused_waiting(worker, mark) or CALLBACK_RAISED.search(log):
             return None, []
-        for task_id in received_ids(worker.log(mark), SALES_REPORT):
-            events = task_events(worker.log(mark), SALES_REPORT, task_id)
+        for task_id in received_ids(log, SALES_REPORT):
+            events = task_events(log, SALES_REPORT, task_id)
             if any(event in ("succeeded", "raised") for _, event, _ in events):
                 return task_id, events
         return None
 
-    return wait_for(ended, timeout=timeout, interval=0.05) or (None, [])
+    found = wait_for(ended, timeout=timeout, interval=0.05) or (None, [])
+    raised = CALLBACK_RAISED.search(worker.log(mark))
+    require(not raised, _callback_message(raised.group(1) if raised else ""))
+    return found
+
+
+def _callback_message(error):
+    """The worker could not call the chord's callback with the parts' results (``error``: what it raised)."""
+    immutable = "missing 1 required positional argument" in error
+    return say(
+        f"The chord's callback could not be called with the parts' results: {error}. "
+        + ("An immutable signature, sales_report.si(), is called with no results at all: the callback takes the "
+           "list of results as its first argument, so give it as sales_report.s()." if immutable else
+           "The callback gets the list of the parts' results as its first argument: def sales_report(parts).")
+        + f" ({CHORD})",
+        f"chord のコールバックを部分の結果で呼べませんでした: {error}。"
+        + ("不変のシグネチャ sales_report.si() は結果なしで呼ばれます。コールバックは結果のリストを最初の引数に取る"
+           "ので、sales_report.s() と書いてください。" if immutable else
+           "コールバックは最初の引数に部分の結果のリストを受け取ります: def sales_report(parts)。")
+        + f" ({CHORD})",
+    )
 
 
 def _waiting_message():
@@ -184,7 +253,7 @@ def test_the_report_combines_every_region_in_one_callback(web, celery_worker, re
     regions in order and adds up exactly the parts' results."""
     celery_worker.require_running()
     mark = celery_worker.mark()
-    parts = _send_report(web, celery_worker, mark, REGIONS)
+    parts = _send_report(web, celery_worker, mark, REGIONS, sleep_seconds)
     report_id, _ = _report_run(celery_worker, mark, timeout=len(REGIONS) * sleep_seconds + 20)
     require(not _refused_waiting(celery_worker, mark), _waiting_message())
     require(report_id, say(
@@ -237,7 +306,7 @@ def test_the_regions_are_counted_side_by_side(web, celery_worker, sleep_seconds)
     """From the first part received to the report's end takes less than 0.6 x the regions x HANDSON_SLEEP."""
     celery_worker.require_running()
     mark = celery_worker.mark()
-    parts = _send_report(web, celery_worker, mark, REGIONS)
+    parts = _send_report(web, celery_worker, mark, REGIONS, sleep_seconds)
     serial = len(REGIONS) * sleep_seconds
     report_id, events = _report_run(celery_worker, mark, timeout=serial + 20)
     require(not _refused_waiting(celery_worker, mark), _waiting_message())
@@ -264,7 +333,7 @@ def test_a_region_that_fails_fails_the_report_with_a_chord_error(web, celery_wor
     celery_worker.require_running()
     mark = celery_worker.mark()
     before = result_backend.task_ids()
-    parts = _send_report(web, celery_worker, mark, ["north", "offline"])
+    parts = _send_report(web, celery_worker, mark, ["north", "offline"], sleep_seconds)
     offline = parts[1]["id"]
 
     def chord_error():

@@ -121,8 +121,11 @@ from labs.harness.lesson.checks import (
     LOG_LINE,
     declared_processes,
     received_ids,
+    reported_settings,
     require,
     send_hello_and_see_it_received,
+    setting,
+    succeeded_seconds,
 )
 from labs.harness.lesson.waiting import wait_for
 from labs.harness.services.beat import BeatSpec
@@ -166,6 +169,17 @@ def _require_one_scheduler(workspace):
     foundations.check("one scheduler")
     found = _schedulers(workspace)
     foundations.must_have("one scheduler", found, _no_scheduler())
+    embedded = [spec.node for spec in declared_processes(workspace) if isinstance(spec, WorkerSpec) and spec.beat]
+    foundations.must_have("one scheduler", not embedded, say(
+        f"The worker {', '.join(embedded)} runs a beat inside it (-B). Celery keeps -B for a lone worker in "
+        "development: in a deployment, the worker that is restarted, scaled out or started twice takes its scheduler "
+        f"along, and every copy sends every entry. Run the scheduler as a process of its own: {BEAT_LINE}, and no -B "
+        "on any worker.",
+        f"ワーカー {', '.join(embedded)} は自分の中で beat を動かしています (-B)。Celery は -B を開発中のワーカー 1 台の"
+        "ためのものとしています。本番では、再起動・スケールアウト・二重起動されたワーカーがスケジューラーごと増え、"
+        f"それぞれがすべてのエントリーを送ります。スケジューラーは独立したプロセスにしてください: {BEAT_LINE}。"
+        "どのワーカーにも -B は付けません。",
+    ))
     foundations.must_have("one scheduler", len(found) == 1, say(
         f"handson/Procfile declares {len(found)} schedulers: {', '.join(found)}. Each one sends every entry of "
         f"the schedule on its own, so every periodic task runs {len(found)} times. Keep exactly one: {BEAT_LINE}, "
@@ -299,12 +313,25 @@ def test_housekeeping_keeps_no_result(lab_stack, workspace, result_backend, slee
     ))
 
 
-def test_a_result_is_kept_for_an_hour(web, celery_worker, result_backend, sleep_seconds):
+def test_a_result_is_kept_for_an_hour(web, celery_worker, result_backend, broker_control, sleep_seconds):
     """A hello task's result key in Redis lives RESULT_EXPIRES seconds (its TTL), not Celery's default day."""
-    _, task_id = send_hello_and_see_it_received(web, celery_worker)
-    state = wait_for(lambda: result_backend.state(task_id) == "SUCCESS", timeout=sleep_seconds + 10)
-    require(state, say(f"The hello task {task_id} did not succeed (step 2).",
-                       f"hello タスク {task_id} が成功しませんでした (ステップ 2)。"))
+    mark, task_id = send_hello_and_see_it_received(web, celery_worker)
+    ended = wait_for(lambda: result_backend.state(task_id) == "SUCCESS"
+                     or succeeded_seconds(celery_worker.log(mark), task_id) is not None, timeout=sleep_seconds + 10)
+    stored = wait_for(lambda: result_backend.state(task_id) == "SUCCESS", timeout=1 if ended else 0)
+    if ended and not stored:  # it succeeded, and nothing was kept of it
+        spelled, value = setting(reported_settings(celery_worker, broker_control), "task_ignore_result")
+        require(False, say(
+            f"The hello task {task_id} succeeded (the worker's log says so), but no result of it was stored"
+            + (f": {spelled} = {value!r} ignores the results of every task" if value else "")
+            + ". ignore_result belongs on the housekeeping task alone, @shared_task(ignore_result=True): the other "
+            "tasks' results are what the page, the chord of step 10 and your callers read.",
+            f"hello タスク {task_id} は成功しました (ワーカーのログにあります) が、その結果が保存されていません"
+            + (f"。{spelled} = {value!r} がすべてのタスクの結果を無視しています" if value else "")
+            + "。ignore_result は housekeeping タスクだけに付けます (@shared_task(ignore_result=True))。ほかのタスクの"
+            "結果は、ページ、ステップ 10 の chord、呼び出し元が読むものです。"))
+    require(stored, say(f"The hello task {task_id} did not succeed: the worker's log shows no success for it.",
+                        f"hello タスク {task_id} が成功しませんでした (ワーカーのログに成功がありません)。"))
     ttl = result_backend.seconds_left(task_id)
     require(ttl is not None and RESULT_EXPIRES - 60 <= ttl <= RESULT_EXPIRES, say(
         f"The result of {task_id} expires in {ttl} s; it should be kept for an hour: in handson/settings.py write "

@@ -2,13 +2,16 @@
 ステップ 12 — 処理を失わないデプロイ: ワーカーを穏やかに止め、メモリが漏れるプロセスを入れ替える
 
 What you see
-    A deploy stops the old workers and starts new ones. It stops a process the way `docker stop`,
-    Kubernetes and systemd do: SIGTERM to the process it started, then, after a grace period
-    (`docker stop`: 10 s, Kubernetes: 30 s), SIGKILL. What the worker was doing in between is
-    what this step is about.
+    A deploy stops the old workers and starts new ones. It stops a process the way `docker stop`
+    and Kubernetes do: SIGTERM to the container's first process (PID 1) alone, then, after a grace
+    period (`docker stop`: 10 s, Kubernetes: 30 s), SIGKILL. (systemd, by default, signals every
+    process of the service at once, ``KillMode=control-group``: the shell trap below is docker's
+    and Kubernetes'.) What the worker was doing in between is what this step is about.
 
-    - SIGTERM is Celery's *warm* shutdown ("worker: Warm shutdown (MainProcess)" in its log):
-      it takes no new task, lets the running ones finish, and exits. The messages it had
+    - SIGTERM is Celery's *warm* shutdown: the worker prints "worker: Warm shutdown
+      (MainProcess)" on its standard output (``safe_say``, ``celery/apps/worker.py``: not through
+      its logger, so a ``--logfile`` does not hold it), takes no new task, lets the running ones
+      finish, and exits. The messages it had
       prefetched but not started go back to Redis ("Restoring 1 unacknowledged message(s)"),
       where the new workers take them. Nothing is lost.
     - SIGQUIT (or a second Ctrl-C) is the *cold* shutdown: the running tasks are cancelled. A
@@ -16,8 +19,10 @@ What you see
       RETRY and nothing runs it again (tests/test_celery_facts.py shows it). (Celery 5.5's soft shutdown,
       ``worker_soft_shutdown_timeout``, off by default, first lets them run that many seconds;
       ``worker_enable_soft_shutdown_on_idle`` waits even with nothing running.)
-    - SIGKILL cannot be caught: the running task stays STARTED for ever, as in step 6. With
-      acks_late its message comes back only after Redis's visibility timeout (one hour).
+    - SIGKILL cannot be caught, and nothing ends the running task: its stored state stays what it
+      was (STARTED, with ``task_track_started``) until the result key expires (``result_expires``,
+      step 11), and then reads PENDING. With acks_late its message comes back only after Redis's
+      visibility timeout (one hour).
 
     So a deploy must send SIGTERM to Celery itself, and wait for the longest task. The trap:
     the *shell form*. A Dockerfile's ``CMD celery -A handson worker`` runs
@@ -36,7 +41,9 @@ What you see
     a worker's line replaces its pool processes with fresh ones after N tasks each;
     ``--max-memory-per-child`` (KiB) after the task during which one grew past that much. Put it
     on the worker that runs the leaky work, not in settings.py for every worker
-    (``CELERY_WORKER_MAX_TASKS_PER_CHILD``): a replacement costs a fork and the app's imports,
+    (``CELERY_WORKER_MAX_TASKS_PER_CHILD``): a replacement costs a fork (the child inherits the
+    app the worker imported: ``init_worker``, ``celery/loaders/base.py``, runs once, in the parent)
+    and Celery's set-up of the child (``process_initializer``, ``celery/concurrency/prefork.py``),
     and the slot can stay empty for seconds (the main process may notice the exit only at its
     next pool check), which every other task of every worker would then pay; in this lab,
     step 5's retries came seconds late.
@@ -77,12 +84,15 @@ Watch for
       or use ``--max-memory-per-child`` when that varies.
 
 見えること
-    デプロイは古いワーカーを止めて新しいワーカーを起動します。止め方は `docker stop`、Kubernetes、
-    systemd と同じで、起動したプロセスに SIGTERM を送り、猶予期間 (`docker stop`: 10 秒、Kubernetes:
-    30 秒) の後に SIGKILL を送ります。その間にワーカーが何をするかが、このステップの主題です。
+    デプロイは古いワーカーを止めて新しいワーカーを起動します。止め方は `docker stop` や Kubernetes と同じで、
+    コンテナの最初のプロセス (PID 1) だけに SIGTERM を送り、猶予期間 (`docker stop`: 10 秒、Kubernetes:
+    30 秒) の後に SIGKILL を送ります。(systemd は既定でサービスのすべてのプロセスに一度に送ります
+    (``KillMode=control-group``)。下のシェルの落とし穴は docker と Kubernetes のものです。) その間に
+    ワーカーが何をするかが、このステップの主題です。
 
-    - SIGTERM は Celery の *ウォーム* シャットダウンです (ログに "worker: Warm shutdown (MainProcess)")。
-      新しいタスクを取らず、実行中のタスクを最後まで実行して終了します。先読みしたが始めていない
+    - SIGTERM は Celery の *ウォーム* シャットダウンです。ワーカーは "worker: Warm shutdown (MainProcess)" を
+      標準出力に書きます (``safe_say``、``celery/apps/worker.py``。ロガー経由ではないので ``--logfile`` には
+      残りません)。新しいタスクを取らず、実行中のタスクを最後まで実行して終了します。先読みしたが始めていない
       メッセージは Redis に戻り ("Restoring 1 unacknowledged message(s)")、新しいワーカーが受け取ります。
       何も失われません。
     - SIGQUIT (または 2 回目の Ctrl-C) は *コールド* シャットダウンです。実行中のタスクは取り消されます。
@@ -90,7 +100,9 @@ Watch for
       もう誰も実行しません (tests/test_celery_facts.py で確認)。(Celery 5.5 のソフトシャットダウン ``worker_soft_shutdown_timeout``
       は既定で無効です。有効にすると、先にその秒数だけ実行を続けさせます。
       ``worker_enable_soft_shutdown_on_idle`` は実行中のタスクがなくても待ちます。)
-    - SIGKILL は捕まえられません。実行中のタスクはステップ 6 と同じく永遠に STARTED のままです。
+    - SIGKILL は捕まえられず、実行中のタスクを終わらせるものはありません。保存された状態はそのまま
+      (``task_track_started`` なら STARTED) 結果のキーが期限切れになるまで残り (``result_expires``、
+      ステップ 11)、その後は PENDING と読まれます。
       acks_late なら、そのメッセージは Redis の可視性タイムアウト (1 時間) の後にだけ戻ります。
 
     つまりデプロイは SIGTERM を Celery 自身に送り、いちばん長いタスクを待つ必要があります。落とし穴は
@@ -110,7 +122,9 @@ Watch for
     ``--max-tasks-per-child=N`` は、そのワーカーのプールプロセスをそれぞれ N タスクの後に新しいものに
     入れ替えます。``--max-memory-per-child`` (KiB) はその大きさを超えたタスクの後に入れ替えます。
     settings.py ですべてのワーカーに (``CELERY_WORKER_MAX_TASKS_PER_CHILD``) ではなく、漏れる処理を
-    実行するワーカーに付けてください。入れ替えには fork とアプリの import がかかり、その枠は数秒空く
+    実行するワーカーに付けてください。入れ替えには fork (子はワーカーが import 済みのアプリを受け継ぎます:
+    ``celery/loaders/base.py`` の ``init_worker`` は親で 1 回だけ) と、Celery による子の準備
+    (``celery/concurrency/prefork.py`` の ``process_initializer``) がかかり、その枠は数秒空く
     ことがあります (メインプロセスが終了に気づくのが次のプール点検のときになりうるため)。それを
     すべてのワーカーのすべてのタスクが払うことになります。このラボではステップ 5 のリトライが数秒
     遅れました。

@@ -9,10 +9,13 @@ What you see
       by default, with ``task_publish_retry_policy``: 3 retries, 0, 0.2 then 0.4 s apart) and
       raises ``kombu.exceptions.OperationalError``. Uncaught, that is a 500 page.
     - *Silent*: a network partition, a failover, a frozen host. The connections stay open and
-      nothing answers. Kombu's Redis transport waits for an answer without limit unless it is
-      given a ``socket_timeout`` (``broker_transport_options``; Kombu's default is None, for
-      ever), so ``.delay()`` never returns: the single-threaded web server hangs, and every
-      other request waits behind it, for as long as the outage lasts.
+      nothing answers. Kombu's Redis transport sets no time limit of its own on an answer
+      unless it is given a ``socket_timeout`` (``broker_transport_options``; Kombu's default is
+      None), so ``.delay()`` waits as long as the connection stays open: for as long as the
+      outage lasts, or, if the peer is gone for good, until the kernel gives the connection up
+      (its TCP retransmission timeout, ``net.ipv4.tcp_retries2``: about 15 minutes on Linux's
+      defaults). Meanwhile the single-threaded web server hangs, and every other request waits
+      behind it.
 
     The lab puts a relay between the app and Redis and cuts it both ways while the app runs
     (Redis itself keeps running, so nothing is lost): the Step13 view must answer a 503 that
@@ -29,7 +32,11 @@ What you see
     systemd's ``Restart=always``, Docker's ``restart: unless-stopped``, Kubernetes.)
     ``broker_heartbeat`` does not apply to Redis (Kombu's Redis transport has no heartbeats);
     its own check of a silent connection is the transport option ``health_check_interval``
-    (25 s). tests/test_celery_facts.py holds every default this lesson names.
+    (25 s): a consumer's BRPOP connection whose answer is overdue is dropped and made again,
+    after about ``brpop_timeout + 2 × health_check_interval`` (51 s by default,
+    ``kombu/transport/redis.py``). It is a consumer's check: it does nothing for a publisher
+    waiting on a silent connection, which only a ``socket_timeout`` bounds.
+    tests/test_celery_facts.py holds every default this lesson names.
 
 What you build
         # handson/settings.py: bounded waits for the broker
@@ -77,9 +84,11 @@ Watch for
       ``task_publish_retry_policy``: 3 回、間隔 0、0.2、0.4 秒)、``kombu.exceptions.OperationalError`` を
       送出します。捕まえなければ 500 のページです。
     - *無応答*: ネットワーク分断、フェイルオーバー、固まったホスト。接続は開いたままで、誰も答えません。
-      Kombu の Redis トランスポートは ``socket_timeout`` (``broker_transport_options``。Kombu の既定は None、
-      無期限) がない限り答えを無制限に待つので、``.delay()`` は戻りません。シングルスレッドの Web サーバーは
-      固まり、他のリクエストもすべて、障害が続く間その後ろで待たされます。
+      Kombu の Redis トランスポートは ``socket_timeout`` (``broker_transport_options``。Kombu の既定は None)
+      がない限り答えに自分の時間制限を設けないので、``.delay()`` は接続が開いている限り待ちます。障害が続く
+      間ずっと、相手が二度と戻らなければカーネルが接続を諦めるまで (TCP の再送タイムアウト
+      ``net.ipv4.tcp_retries2``、Linux の既定で約 15 分) です。その間シングルスレッドの Web サーバーは固まり、
+      他のリクエストもすべてその後ろで待たされます。
 
     ラボはアプリと Redis の間に中継を置き、アプリの動作中にそれを両方の形で断ちます (Redis 自体は動き
     続けるので何も失われません)。Step13 ビューは Redis に届かないことを伝える 503 を、ダウンなら 1 秒
@@ -93,7 +102,10 @@ Watch for
     タスクが成功すること。(それでもワーカーが止まったときの本番の答えは、それを再び起動するスーパー
     バイザーです: systemd の ``Restart=always``、Docker の ``restart: unless-stopped``、Kubernetes。)
     ``broker_heartbeat`` は Redis には効きません (Kombu の Redis トランスポートにはハートビートがありません)。
-    無応答の接続を調べるのはトランスポートのオプション ``health_check_interval`` (25 秒) です。
+    無応答の接続を調べるのはトランスポートのオプション ``health_check_interval`` (25 秒) です。答えが遅れている
+    コンシューマーの BRPOP 接続は、約 ``brpop_timeout + 2 × health_check_interval`` (既定で 51 秒、
+    ``kombu/transport/redis.py``) の後に切って作り直されます。これはコンシューマーの検査で、無応答の接続で
+    待つ送信側には何もしません。それを抑えるのは ``socket_timeout`` だけです。
 
 作るもの
     上のコードのとおりです。``retry=False``: 試行は 1 回で、ソケットのタイムアウトで上限が決まります。

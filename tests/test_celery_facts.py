@@ -418,3 +418,63 @@ def test_the_defaults_steps_12_and_13_teach():
     assert Transport.implements.heartbeats is False and kombu_redis.Transport.implements.heartbeats is False
     retry = inspect.signature(Connection._ensure_connection).parameters
     assert (retry["interval_start"].default, retry["interval_step"].default, retry["interval_max"].default) == (2, 2, 30)
+    # Step 13: a consumer's silent BRPOP connection is dropped after about brpop_timeout + 2 x the check (51 s).
+    assert kombu_redis.Transport.brpop_timeout + 2 * kombu_redis.DEFAULT_HEALTH_CHECK_INTERVAL == 51
+
+
+def test_a_worker_remembers_a_limited_set_of_revoked_ids_and_a_later_broadcast_s_are_the_newest(workspace, start,
+                                                                                               redis):
+    """Step 4 ("each worker keeps revoked ids in memory only, 50,000 for 3 hours; a broadcast of more leaves in it
+    any 50,000 of them, and a later broadcast's ids are always the newest"): the set a worker looks a task up in
+    when its turn comes is a LimitedSet of CELERY_WORKER_REVOKES_MAX ids (celery/worker/state.py: 50,000 and
+    CELERY_WORKER_REVOKE_EXPIRES 10,800 s by default), filled from the broadcast's ids taken as a set
+    (celery/worker/control.py, revoke). With 5 kept: 20 ids in one broadcast leave 5 of them, and 3 more
+    sent after are all kept."""
+    from celery.worker import state as worker_state
+
+    assert (worker_state.REVOKES_MAX, worker_state.REVOKE_EXPIRES) == (50000, 10800)
+    stack = start(workspace, WorkerSpec(env=(("CELERY_WORKER_REVOKES_MAX", "5"),)))
+    control = BrokerControl(redis)
+    try:
+        hostname = stack.worker.hostname()
+        first, later = [f"revoked-{index:02d}" for index in range(20)], ["later-1", "later-2", "later-3"]
+        control.revoke(first)
+        kept = wait_for(lambda: control.revoked_ids(hostname) or None, timeout=10)
+        assert kept and len(kept) == 5 and kept <= set(first), sorted(kept or [])
+        control.revoke(later)
+        kept = wait_for(lambda: (lambda ids: ids if ids and set(later) & ids else None)(control.revoked_ids(hostname)),
+                        timeout=10)
+        assert kept and set(later) <= kept and len(kept) == 5, sorted(kept or [])
+    finally:
+        control.close()
+
+
+def test_the_warm_shutdown_line_is_printed_not_logged(workspace, start, redis):
+    """Step 12 ("worker: Warm shutdown (MainProcess)" on standard output, not through the logger, so a
+    --logfile does not hold it: safe_say, celery/apps/worker.py)."""
+    stack = start(workspace, web=False)  # for the app's environment (its Redis, its settings)
+    logfile = workspace.parent / "worker-logfile.log"
+    worker = subprocess.Popen([sys.executable, "-m", "celery", "-A", "handson", "worker", "--pool=solo", "--loglevel=INFO",
+                               f"--logfile={logfile}", "-n", "warm@%h", "--without-mingle", "--without-gossip"],
+                              cwd=workspace, env=stack.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert wait_for(lambda: logfile.exists() and " ready." in logfile.read_text(), timeout=20)
+        worker.send_signal(signal.SIGTERM)
+        printed, _ = worker.communicate(timeout=20)
+    finally:
+        worker.kill()
+    assert "worker: Warm shutdown (MainProcess)" in printed, printed[-2000:]
+    assert "Warm shutdown" not in logfile.read_text()
+
+
+def test_a_started_result_expires_with_result_expires(workspace, start, client, redis):
+    """Step 12 (after SIGKILL "its stored state stays what it was (STARTED) until the result key expires
+    (result_expires), and then reads PENDING"): the STARTED entry is written with the result's TTL
+    (the reference keeps results CELERY_RESULT_EXPIRES = 3600 s, step 11)."""
+    stack = start(workspace)
+    task_id = client.send_task("handson.tasks.hello", ("hello world",)).id
+    assert wait_state(redis, task_id, ("STARTED",), timeout=10), state(redis, task_id)
+    os.kill(stack.worker.process.pid, signal.SIGKILL)
+    ttl = redis.client().ttl(f"celery-task-meta-{task_id}")
+    assert 3600 - 60 <= ttl <= 3600, ttl
+    assert state(redis, task_id)["status"] == "STARTED"

@@ -47,6 +47,18 @@ class AlsoRight(Edit):
     also: tuple = ()
 
 
+# Step 10's chord, and the import a group needs.
+_CHORD = "chord(region_sales.s(region) for region in regions)(sales_report.s())"
+_IMPORT_GROUP = ("handson/views.py", "from celery import chord", "from celery import chord, group")
+# Step 4's purge of the queues the app sends to, before its revoke.
+_PURGE = """            with celery_app.connection_for_write() as connection:
+                for queue in _queues():
+                    connection.default_channel.queue_purge(queue)
+"""
+_TWO_BROADCASTS = """            if set(task_ids) - held:
+                celery_app.control.revoke(sorted(set(task_ids) - held))
+            celery_app.control.revoke(sorted(held) or task_ids, terminate=True)
+"""
 # What the reference of step 2 writes in settings.py (three quick tries while Redis is down).
 _STEP2_POLICY = 'CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5}\n'
 # Step 13's view, with the app's publish retries instead of retry=False: (file, old, new).
@@ -68,11 +80,16 @@ EDITS = [
     WrongEdit("no task_track_started", 3, 3, "handson/settings.py",
               "CELERY_TASK_TRACK_STARTED = True", "", ("CELERY_TASK_TRACK_STARTED = True",)),
     WrongEdit("revoke() without terminate=True", 4, 4, "handson/views.py",
-              "revoke(task_ids, terminate=True)", "revoke(task_ids)", ("terminate=True",)),
+              "revoke(sorted(held) or task_ids, terminate=True)", "revoke(sorted(held) or task_ids)", ("terminate=True",)),
     WrongEdit("revoking only the STARTED tasks", 4, 4, "handson/views.py",
               "task_ids = tasklog.unfinished()",
               'task_ids = [t for t in tasklog.unfinished() if celery_app.AsyncResult(t).state == "STARTED"]',
               ("tasklog.unfinished()",)),
+    WrongEdit("a revoke alone for a backlog (no purge)", 4, 4, "handson/views.py", _PURGE, "", ("purge",),
+              "test_stop_all_tasks_stops_a_backlog_larger_than_a_worker_remembers"),
+    WrongEdit("purged, then every id in one broadcast", 4, 4, "handson/views.py", _TWO_BROADCASTS,
+              "            celery_app.control.revoke(task_ids, terminate=True)\n", ("sent last",),
+              "test_stop_all_tasks_stops_a_backlog_larger_than_a_worker_remembers"),
     # Steps 5-8: the test that judges each is named (a step's first test may fail on another edit first).
     WrongEdit("no autoretry_for", 5, 5, "handson/tasks.py", "autoretry_for=(ConnectionError,), ", "",
               ("autoretry_for=(ConnectionError,)",),
@@ -158,6 +175,28 @@ EDITS = [
               "group(region_sales.s(region) for region in regions).delay()\n            sales_report.delay([])",
               ("the chord calls it once every part has succeeded",),
               also=(("handson/views.py", "from celery import chord", "from celery import group"),)),
+    WrongEdit("the view waits for the chord", 10, 10, "handson/views.py", _CHORD,
+              _CHORD + ".get(timeout=30, propagate=False)", ("the view waits for the parts",)),
+    WrongEdit("a group waited for in the view", 10, 10, "handson/views.py", _CHORD,
+              "sales_report.delay(group(region_sales.s(region) for region in regions)().get(timeout=30))",
+              ("the view waits for the parts",), also=(_IMPORT_GROUP,)),
+    WrongEdit("a group waited for in the view, propagate=False", 10, 10, "handson/views.py", _CHORD,
+              "sales_report.delay(group(region_sales.s(region) for region in regions)().get(timeout=30, "
+              "propagate=False))", ("the view waits for the parts",), also=(_IMPORT_GROUP,)),
+    WrongEdit("a chain instead of a chord", 10, 10, "handson/views.py", _CHORD,
+              "chain(*(region_sales.s(region) for region in regions), sales_report.s())()", ("a chain",),
+              also=(("handson/views.py", "from celery import chord", "from celery import chain, chord"),)),
+    WrongEdit("the callback as .si() (it gets no results)", 10, 10, "handson/views.py", _CHORD,
+              "chord(region_sales.s(region) for region in regions)(sales_report.si())", (".si()",)),
+    WrongEdit("a task that waits with allow_join_result()", 10, 10, "handson/views.py", _CHORD,
+              "sales_report_waiting.delay(regions)", ("not by the view",),
+              also=(("handson/views.py", "region_sales, sales_report,", "region_sales, sales_report, sales_report_waiting,"),
+                    ("handson/tasks.py", "@shared_task\ndef sales_report(parts):",
+                     "@shared_task\ndef sales_report_waiting(regions):\n"
+                     "    from celery import group\n    from celery.result import allow_join_result\n\n"
+                     "    parts = group(region_sales.s(region) for region in regions)()\n"
+                     "    with allow_join_result():\n        return sales_report(parts.get())\n\n\n"
+                     "@shared_task\ndef sales_report(parts):"))),
     WrongEdit("a second beat", 11, 11, "handson/Procfile", "beat: celery -A handson beat -l info",
               "beat: celery -A handson beat -l info\nbeat2: celery -A handson beat -l info",
               ("more than one scheduler",), "test_housekeeping_runs_once_every_interval"),
@@ -165,9 +204,17 @@ EDITS = [
               "default: celery -A handson worker --concurrency=4 -n default@%h -l info",
               "default: celery -A handson worker --concurrency=4 -n default@%h -l info -B",
               ("more than one scheduler",), "test_housekeeping_runs_once_every_interval"),
+    WrongEdit("-B on the only worker instead of a beat line", 11, 11, "handson/Procfile",
+              "beat: celery -A handson beat -l info",
+              "", ("a process of its own",),
+              also=(("handson/Procfile", "default: celery -A handson worker --concurrency=4 -n default@%h -l info",
+                     "default: celery -A handson worker --concurrency=4 -n default@%h -l info -B"),)),
     WrongEdit("housekeeping keeps its results", 11, 11, "handson/tasks.py",
               "@shared_task(ignore_result=True)\ndef housekeeping", "@shared_task\ndef housekeeping",
               ("ignore_result=True",)),
+    WrongEdit("ignore_result for every task (settings.py)", 11, 11, "handson/settings.py",
+              "CELERY_RESULT_EXPIRES = 3600\n", "CELERY_RESULT_EXPIRES = 3600\nCELERY_TASK_IGNORE_RESULT = True\n",
+              ("belongs on the housekeeping task alone",), "test_a_result_is_kept_for_an_hour"),
     WrongEdit("results kept for Celery's default day", 11, 11, "handson/settings.py",
               "CELERY_RESULT_EXPIRES = 3600\n", "", ("CELERY_RESULT_EXPIRES = 3600",)),
     WrongEdit("the worker line without exec (its shell keeps SIGTERM)", 12, 12, "handson/Procfile",

@@ -4,6 +4,8 @@ The services say what they saw (services/causes.py); ``explain`` says what it
 means and what to edit. The settings a learner writes are spelled here once, for
 every message and lesson that names them.
 """
+import re
+
 from ..i18n import say
 from ..services import confine
 
@@ -124,6 +126,27 @@ def _answer_too_large(cause):
                "終わります。")
 
 
+def _not_json(headline):
+    """What to send instead of a value that is not JSON, for the type the error names."""
+    named = re.search(r"Object of type (\w+) is not JSON serializable", headline)
+    kind = named.group(1) if named else None
+    text = say(f" A task's arguments travel through Redis as JSON (Celery's default serializer), and "
+               f"{kind or 'this value'} is not JSON: send plain values (ids, numbers, text, lists, dicts).",
+               f" タスクの引数は JSON (Celery の既定のシリアライザー) で Redis を通ります。{kind or 'この値'} は JSON に"
+               "なりません。単純な値 (id、数値、文字列、リスト、辞書) を送ってください。")
+    if kind and kind.endswith(("Error", "Exception")):
+        return text + say(
+            f" A {kind} as an argument is a failed task's result, as .get(propagate=False) returns it: a view that "
+            "waits for results makes the browser wait (step 1), and a chord passes the parts' results on by itself.",
+            f" 引数の {kind} は失敗したタスクの結果で、.get(propagate=False) がそれを返します。結果を待つビューはブラウザを"
+            "待たせます (ステップ 1)。chord なら部分の結果を自分で渡します。")
+    return text + say(
+        " A model instance is not JSON: send its id, e.g. send_confirmation.delay_on_commit(order.pk), and load the "
+        "object in the task (Order.objects.get(pk=order_id)), which then reads what is committed.",
+        " モデルのインスタンスは JSON になりません。id を送り (例: send_confirmation.delay_on_commit(order.pk))、"
+        "タスクの中で読み込んでください (Order.objects.get(pk=order_id))。するとタスクはコミット済みの内容を読みます。")
+
+
 def _server_error(cause):
     d = cause.detail
     what = (d["headline"] or say("the app raised an error", "アプリでエラー")) if d["status"] == 500 else d["body"]
@@ -141,14 +164,7 @@ def _server_error(cause):
             "なります。",
         )
     if "EncodeError" in (d.get("headline") or "") or "is not JSON serializable" in (d.get("headline") or ""):
-        text += say(
-            " A task's arguments travel through Redis as JSON (Celery's default serializer), and a model instance "
-            "is not JSON: send its id, e.g. send_confirmation.delay_on_commit(order.pk), and load the object in "
-            "the task (Order.objects.get(pk=order_id)), which then reads what is committed.",
-            " タスクの引数は JSON (Celery の既定のシリアライザー) で Redis を通ります。モデルのインスタンスは JSON に"
-            "なりません。id を送り (例: send_confirmation.delay_on_commit(order.pk))、タスクの中で読み込んでください "
-            "(Order.objects.get(pk=order_id))。するとタスクはコミット済みの内容を読みます。",
-        )
+        text += _not_json(d.get("headline") or "")
     if seen == "redis_refused":
         text += say(
             f" Django could not reach Redis at {where}: the lab's Redis is elsewhere, on a free port. "

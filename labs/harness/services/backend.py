@@ -134,6 +134,13 @@ class BrokerControl:
         replies = self.app.control.broadcast("ping", reply=True, destination=[hostname], limit=1, timeout=timeout)
         return any(hostname in reply for reply in replies or [])
 
+    def revoked_ids(self, hostname, timeout=3.0):
+        """The revoked ids the worker ``hostname`` remembers (its `revoked` remote control, as `celery inspect
+        revoked` asks it): the set it looks a task up in when the task's turn comes. None when it does not answer."""
+        replies = self.app.control.inspect(destination=[hostname], timeout=timeout, limit=1).revoked()
+        found = (replies or {}).get(hostname)
+        return set(found) if found is not None else None
+
     def worker_settings(self, hostname, timeout=3.0):
         """The settings a running worker reports it was given beyond Celery's defaults (its `conf`
         remote-control command; secrets come masked): {} when it does not answer in time."""

@@ -51,8 +51,11 @@ def prewarm():
 class ServiceProcess:
     """One long-running child process whose output goes to a log file."""
 
-    def __init__(self, name, argv, *, env, cwd, log_path, writable=()):
+    def __init__(self, name, argv, *, env, cwd, log_path, writable=(), fresh_python=False):
         self.name, self.argv, self.env, self.cwd = name, list(argv), env, cwd
+        # A fresh Python, not one forked from the pre-warmed server: for settings a module reads from the
+        # environment as it is imported (celery.worker.state's CELERY_WORKER_REVOKES_MAX).
+        self.fresh_python = fresh_python
         self.writable = list(writable)  # confined (services/confine.py), the only folders it may write
         self.log_path = Path(log_path)
         self.popen = None
@@ -62,7 +65,8 @@ class ServiceProcess:
         argv = confine.wrap(self.argv, self.cwd, writable=self.writable)
         with open(self.log_path, "wb") as log:
             started = None
-            if _prewarmed is not None and argv == self.argv:  # confined services start through confine's launcher
+            # Confined services start through confine's launcher (argv differs), never pre-warmed.
+            if _prewarmed is not None and argv == self.argv and not self.fresh_python:
                 started = _prewarmed.spawn(argv, env=self.env or os.environ, cwd=self.cwd, log_path=self.log_path)
             self.popen = started or subprocess.Popen(
                 argv, env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

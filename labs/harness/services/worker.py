@@ -41,6 +41,7 @@ class WorkerSpec:
     beat: bool = False  # -B: run the beat scheduler inside this worker
     options: tuple = ()  # any other command-line options, e.g. ("--prefetch-multiplier=1",)
     execs: bool = False  # its Procfile line starts with `exec` (step 12: what a shell-form start does with it)
+    env: tuple = ()  # (name, value) pairs the lab sets for this worker alone, e.g. Celery's CELERY_WORKER_REVOKES_MAX
 
     def argv(self, node_name):
         argv = [sys.executable, "-m", "celery", "-A", "handson", "worker", f"--pool={self.pool}",
@@ -66,8 +67,9 @@ class CeleryWorker(CeleryProcess):
             argv.append(f"--schedule={schedule_file(env, log_dir, spec.node)}")
         if shell_form:  # as a Dockerfile's `CMD <line>` starts it (step 12): /bin/sh -c, exec'ing only if told to
             argv = shell_form_argv(argv, spec.execs)
-        self.process = ServiceProcess(f"worker {spec.node}", argv, env=env, cwd=self.workspace,
-                                      log_path=Path(log_dir) / f"worker-{spec.node}.log", writable=data_folders(env))
+        self.process = ServiceProcess(f"worker {spec.node}", argv, env=dict(env, **dict(spec.env)), cwd=self.workspace,
+                                      log_path=Path(log_dir) / f"worker-{spec.node}.log", writable=data_folders(env),
+                                      fresh_python=bool(spec.env))
         self.problem = None
 
     # -- start and stop ----------------------------------------------------------
