@@ -61,7 +61,7 @@ def _redis():
 
 @functools.lru_cache(maxsize=4)
 def _client(url):
-    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    return redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
 
 
 def celery_app():

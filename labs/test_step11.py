@@ -240,39 +240,6 @@ def test_the_procfile_declares_exactly_one_scheduler(workspace):
     _require_one_scheduler(workspace)
 
 
-def test_housekeeping_runs_once_every_interval(lab_stack, workspace, sleep_seconds):
-    """Over WINDOW intervals after its first run, housekeeping runs about once per HANDSON_SLEEP seconds:
-    never more than one scheduler can send (a second scheduler doubles the runs), nor far fewer."""
-    start, _ = _first_run(lab_stack, workspace, sleep_seconds)
-    end, most = start + WINDOW * sleep_seconds, WINDOW + 1
-
-    def in_window():
-        return [run for run in _runs(lab_stack) if start < run[0] <= end]
-
-    def evidence():
-        runs = _runs(lab_stack)
-        return len(in_window()) > most or (runs and runs[-1][0] > end)
-
-    wait_for(evidence, timeout=WINDOW * sleep_seconds + 10)
-    counted = len(in_window())
-    schedulers = _schedulers(workspace)
-    require(counted <= most, say(
-        f"housekeeping ran {counted} times in {WINDOW} intervals of {sleep_seconds:g} s: more than one scheduler "
-        f"sends it. handson/Procfile declares {', '.join(schedulers)}; keep exactly one ({BEAT_LINE}, no -B on the "
-        "workers).",
-        f"housekeeping が {sleep_seconds:g} 秒の間隔 {WINDOW} 回分で {counted} 回実行されました。複数のスケジューラーが"
-        f"送っています。handson/Procfile には {', '.join(schedulers)} があります。ちょうど 1 つにしてください "
-        f"({BEAT_LINE} だけ、ワーカーに -B なし)。",
-    ))
-    require(counted >= WINDOW - 2, say(
-        f"housekeeping ran {counted} times in {WINDOW} intervals of {sleep_seconds:g} s: its schedule should be "
-        f"every HANDSON_SLEEP seconds, \"schedule\": HANDSON_SLEEP in {SCHEDULE}.",
-        f"housekeeping が {sleep_seconds:g} 秒の間隔 {WINDOW} 回分で {counted} 回しか実行されませんでした。スケジュールは "
-        f"HANDSON_SLEEP 秒ごと、{SCHEDULE} の \"schedule\": HANDSON_SLEEP にしてください。",
-    ))
-    _require_one_scheduler(workspace)  # the runs look right: the Procfile must say so too
-
-
 def test_housekeeping_keeps_no_result(lab_stack, workspace, result_backend, sleep_seconds):
     """Its runs succeed and leave no ``celery-task-meta-<id>`` key in the result backend (ignore_result=True)."""
     _first_run(lab_stack, workspace, sleep_seconds)
@@ -340,3 +307,35 @@ def test_a_result_is_kept_for_an_hour(web, celery_worker, result_backend, broker
         f"CELERY_RESULT_EXPIRES = {RESULT_EXPIRES} と書きます (Celery の既定は 1 日、86400 秒です)。",
     ))
 
+
+def test_housekeeping_runs_once_every_interval(lab_stack, workspace, sleep_seconds):
+    """Over WINDOW intervals after its first run, housekeeping runs about once per HANDSON_SLEEP seconds:
+    never more than one scheduler can send (a second scheduler doubles the runs), nor far fewer."""
+    start, _ = _first_run(lab_stack, workspace, sleep_seconds)
+    end, most = start + WINDOW * sleep_seconds, WINDOW + 1
+
+    def in_window():
+        return [run for run in _runs(lab_stack) if start < run[0] <= end]
+
+    def evidence():
+        runs = _runs(lab_stack)
+        return len(in_window()) > most or (runs and runs[-1][0] > end)
+
+    wait_for(evidence, timeout=WINDOW * sleep_seconds + 10)
+    counted = len(in_window())
+    schedulers = _schedulers(workspace)
+    require(counted <= most, say(
+        f"housekeeping ran {counted} times in {WINDOW} intervals of {sleep_seconds:g} s: more than one scheduler "
+        f"sends it. handson/Procfile declares {', '.join(schedulers)}; keep exactly one ({BEAT_LINE}, no -B on the "
+        "workers).",
+        f"housekeeping が {sleep_seconds:g} 秒の間隔 {WINDOW} 回分で {counted} 回実行されました。複数のスケジューラーが"
+        f"送っています。handson/Procfile には {', '.join(schedulers)} があります。ちょうど 1 つにしてください "
+        f"({BEAT_LINE} だけ、ワーカーに -B なし)。",
+    ))
+    require(counted >= WINDOW - 2, say(
+        f"housekeeping ran {counted} times in {WINDOW} intervals of {sleep_seconds:g} s: its schedule should be "
+        f"every HANDSON_SLEEP seconds, \"schedule\": HANDSON_SLEEP in {SCHEDULE}.",
+        f"housekeeping が {sleep_seconds:g} 秒の間隔 {WINDOW} 回分で {counted} 回しか実行されませんでした。スケジュールは "
+        f"HANDSON_SLEEP 秒ごと、{SCHEDULE} の \"schedule\": HANDSON_SLEEP にしてください。",
+    ))
+    _require_one_scheduler(workspace)  # the runs look right: the Procfile must say so too

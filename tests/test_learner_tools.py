@@ -124,6 +124,18 @@ def test_a_step_run_ahead_of_the_record_says_where_to_start(tmp_path):
     pytest_run("labs/test_step2.py")
     assert "builds on" not in pytest_run("labs/test_step3.py")
 
+
+def test_a_step_begun_from_the_earlier_steps_reference_is_not_a_place_to_start(tmp_path):
+    """The message above leaves out a step whose files differ from the starter's: a learner who began from the
+    earlier steps' reference (or did them without running their labs) is not sent back to step 1."""
+    from labs.harness.plugin.progress import _begun
+
+    given = materialize(1, tmp_path / "starter")
+    ahead = materialize(8, tmp_path / "ahead")
+    assert not any(_begun(step, given) for step in range(2, 9))
+    assert all(_begun(step, ahead) for step in range(2, 9))
+
+
 # -- hints ---------------------------------------------------------------------------
 @pytest.mark.parametrize("lang", ["en", "ja"])
 def test_hint_shows_the_next_hint_each_time_in_the_chosen_language(tmp_path, lang):

@@ -163,6 +163,17 @@ def _server_error(cause):
             "Celery はタスク自身を `self` として渡します。ないと、送った値が `self` に入り、最後の引数が足りなく"
             "なります。",
         )
+    if "on_commit()'s callback must be a callable" in (d.get("headline") or ""):
+        text += say(
+            " transaction.on_commit(send_confirmation.delay(order.pk)) calls .delay() on that line: the task is sent "
+            "there and then, inside the transaction, and on_commit is handed what .delay() returned (an AsyncResult), "
+            "not a function to call later. Write send_confirmation.delay_on_commit(order.pk), which sends when the "
+            "transaction commits (or transaction.on_commit(lambda: send_confirmation.delay(order.pk))).",
+            " transaction.on_commit(send_confirmation.delay(order.pk)) はその行で .delay() を呼びます。タスクはその場で、"
+            "トランザクションの中で送られ、on_commit には後で呼ぶ関数ではなく .delay() の戻り値 (AsyncResult) が渡ります。"
+            "send_confirmation.delay_on_commit(order.pk) と書いてください。トランザクションのコミット時に送ります "
+            "(または transaction.on_commit(lambda: send_confirmation.delay(order.pk)))。",
+        )
     if "EncodeError" in (d.get("headline") or "") or "is not JSON serializable" in (d.get("headline") or ""):
         text += _not_json(d.get("headline") or "")
     if seen == "redis_refused":

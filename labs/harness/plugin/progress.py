@@ -99,6 +99,9 @@ class _Recorder:
         first, recorded = min(failed), load(self.root)["steps"]
         before = [n for n in range(1, first)
                   if n not in self.selected and recorded.get(str(n), {}).get("status") != "passed"]
+        # A step whose files the workspace has changed from the starter's is begun (by the learner, or by
+        # the earlier steps' reference put in place): only the untouched ones are a place to start.
+        before = [n for n in before if n == 1 or not _begun(n, self.root)]
         if before:
             steps = _numbers(before)
             terminalreporter.write_line(say(
@@ -128,6 +131,21 @@ class _Recorder:
             changed = True
         if changed:
             write_json(PROGRESS, record, self.root)
+
+
+def _begun(step, root):
+    """Whether ``root``/handson differs from the starter in a file step ``step``'s reference patch touches."""
+    import tempfile
+
+    from ..reference import materialize, patched_files
+
+    with tempfile.TemporaryDirectory(prefix="celery-handson-starter-") as scratch:
+        starter = materialize(1, scratch)
+        for name in patched_files(step):
+            mine, given = Path(root) / name, starter / name
+            if mine.exists() != given.exists() or (mine.exists() and mine.read_bytes() != given.read_bytes()):
+                return True
+    return False
 
 
 def _numbers(steps):

