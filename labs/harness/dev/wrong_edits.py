@@ -187,7 +187,7 @@ EDITS = [
               "sales_report.delay(group(region_sales.s(region) for region in regions)().get(timeout=30, "
               "propagate=False))", ("the view waits for the parts",), also=(_IMPORT_GROUP,)),
     WrongEdit("a chain instead of a chord", 10, 10, "handson/views.py", _CHORD,
-              "chain(*(region_sales.s(region) for region in regions), sales_report.s())()", ("a chain",),
+              "chain(*(region_sales.s(region) for region in regions), sales_report.s())()", ("chain sends the next",),
               also=(("handson/views.py", "from celery import chord", "from celery import chain, chord"),)),
     WrongEdit("the callback as .si() (it gets no results)", 10, 10, "handson/views.py", _CHORD,
               "chord(region_sales.s(region) for region in regions)(sales_report.si())", (".si()",)),
