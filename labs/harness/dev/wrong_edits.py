@@ -139,6 +139,8 @@ EDITS = [
     WrongEdit("long_report without acks_late", 8, 8, "handson/tasks.py", "@shared_task(acks_late=True)\ndef long_report",
               "@shared_task\ndef long_report", ("acks_late=True on long_report",),
               "test_a_busy_slow_worker_leaves_the_next_long_report_in_the_queue"),
+    WrongEdit("the slow node started without -Q slow", 8, 8, "handson/Procfile", "worker -Q slow ", "worker ",
+              ("consumes only the queue",)),
     WrongEdit("an unknown worker option", 8, 8, "handson/Procfile", "-n slow@%h", "--hostnme=slow@%h",
               ("handson/Procfile, line 10",), "test_long_reports_go_to_the_slow_queue_and_only_its_node_takes_them"),
     WrongEdit("enqueue inside the transaction", 9, 9, "handson/views.py",
