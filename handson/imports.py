@@ -7,7 +7,7 @@ it and how much that process holds, so you can watch a pool process grow.
 """
 import os
 
-BATCHES = 24  # the batches one press of Step12 imports
+BATCHES = 32  # the batches one press of Step12 imports
 LEAK_MIB = 8  # the memory each call keeps for good
 _kept = []  # what leaks: nothing ever empties it
 

@@ -173,6 +173,9 @@ def _send_report(web, worker, mark, regions, sleep_seconds):
         f"います (chain。前の結果も次に渡します)。地域を並べて数えるには、chord のヘッダーとして一度に送ります: {CHORD}。",
     ))
     by_task = sorted({task["parent"] for task in parts if task.get("parent")})
+    if by_task:  # a task that sent them and then waits is refused by Celery a moment after it sent them
+        wait_for(lambda: _refused_waiting(worker, mark), timeout=1.0)
+        require(not _refused_waiting(worker, mark), _waiting_message())
     require(not by_task, say(
         f"Step10's region_sales tasks were sent by a task ({', '.join(by_task)}), not by the view: a task that sends "
         "tasks and waits for their results holds its pool process while they wait in the queue, perhaps behind it "

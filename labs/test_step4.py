@@ -145,9 +145,10 @@ from labs.harness.services.worker import WorkerSpec
 
 REVOKES_KEPT = 10  # revoked ids the worker remembers here (CELERY_WORKER_REVOKES_MAX; Celery's own default: 50,000)
 BACKLOG = 30  # tasks queued behind the running one: more than the worker remembers
-# The worker's hello sleeps 2 s here (HANDSON_SLEEP for the worker alone): StopAllTasks asks the workers what
-# they hold before it stops anything, and a running task must still be running when it has.
-WORKER_SLEEP = 2
+# The worker's hello sleeps 5 s here (HANDSON_SLEEP for the worker alone): the first task must still be running
+# when the 30 behind it have been sent (one press each, on a busy machine up to 3 s) and StopAllTasks has asked
+# the workers what they hold. Only the test that lets a running task finish waits for the whole sleep.
+WORKER_SLEEP = 5
 pytestmark = [pytest.mark.lab, pytest.mark.stack(workers=[
     WorkerSpec(env=(("CELERY_WORKER_REVOKES_MAX", str(REVOKES_KEPT)), ("HANDSON_SLEEP", str(WORKER_SLEEP))))])]
 REVOKE_WITHIN = 2.0  # seconds: a revoke is a broadcast message, it arrives in milliseconds
