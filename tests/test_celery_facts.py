@@ -62,6 +62,11 @@ def probe_acks_late():
     return "done"
 
 
+@shared_task(bind=True)
+def probe_count_runs(self, key):
+    _probe_client().rpush(key, self.request.hostname or "?")
+
+
 @shared_task(soft_time_limit=0.5, time_limit=1)
 def probe_over_its_limits():
     time.sleep(settings.HANDSON_SLEEP)
@@ -478,3 +483,36 @@ def test_a_started_result_expires_with_result_expires(workspace, start, client, 
     ttl = redis.client().ttl(f"celery-task-meta-{task_id}")
     assert 3600 - 60 <= ttl <= 3600, ttl
     assert state(redis, task_id)["status"] == "STARTED"
+
+
+COUNTDOWN = 4  # seconds: longer than QUICK_RESTORE's visibility timeout (2 s), shorter than a 30 s one
+
+
+@pytest.mark.parametrize("visibility_timeout, runs", [(2, "more than once"), (30, "once")])
+def test_a_countdown_past_the_visibility_timeout_runs_more_than_once(visibility_timeout, runs, tmp_path, start,
+                                                                    client, redis):
+    """The chapter on Redis as the broker (kombu#337): Kombu's Redis transport hands a countdown task to a
+    worker at once, which holds it unacknowledged until it is due; once the visibility timeout has passed the
+    restore sweep puts it back on the queue, and a worker (another, or the same one again) runs it too. With a
+    visibility timeout longer than the countdown it runs once."""
+    options = QUICK_RESTORE.replace('"visibility_timeout": 2', f'"visibility_timeout": {visibility_timeout}')
+    workspace = probe_workspace(tmp_path / f"countdown-{visibility_timeout}", options)
+    start(workspace, WorkerSpec(node="one"), WorkerSpec(node="two"))
+    key = f"probe:runs:{visibility_timeout}"
+    client.send_task("handson.tasks.probe_count_runs", args=(key,), countdown=COUNTDOWN)
+    ran = redis.client()
+    wait_for(lambda: ran.llen(key) >= 2, timeout=COUNTDOWN + 6)
+    count = ran.llen(key)
+    assert (count >= 2) if runs == "more than once" else (count == 1), (count, ran.lrange(key, 0, -1))
+
+
+def test_a_task_no_worker_knows_is_rejected_stored_failure_and_gone(workspace, start, client, redis):
+    """The chapter on Redis as the broker (a deploy that sends a new task before the workers know it): the worker
+    logs "Received unregistered task of type", stores FAILURE NotRegistered, and the message is not requeued."""
+    stack = start(workspace)
+    task_id = client.send_task("handson.tasks.not_deployed_yet").id
+    assert wait_state(redis, task_id, ("FAILURE",), timeout=10), state(redis, task_id)
+    assert state(redis, task_id)["result"]["exc_type"] == "NotRegistered"
+    assert "Received unregistered task of type 'handson.tasks.not_deployed_yet'" in stack.worker.log()
+    control = BrokerControl(redis)
+    assert task_id not in control.queued() and task_id not in control.unacknowledged()
