@@ -96,9 +96,11 @@ def redis(tmp_path_factory):
     server.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def client(redis):
-    """A Celery client of the lab's Redis, as a view would be: it sends by task name."""
+    """A Celery client of the lab's Redis, as a view would be: it sends by task name. One per test: a
+    BrokerControl closed by an earlier test resets Kombu's process-wide pools (kombu/pools.py, reset), which
+    closes the producer pool a longer-lived client had cached ("Acquire on closed pool")."""
     from celery import Celery
 
     app = Celery("facts", broker=redis.broker_url, backend=redis.result_backend_url, set_as_current=False)
