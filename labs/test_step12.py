@@ -163,6 +163,7 @@ from labs.harness.lesson.checks import (
     require,
     send_hello_and_see_it_received,
     setting,
+    wait_until_started,
 )
 from labs.harness.lesson.waiting import wait_for
 from labs.harness.services.worker import CeleryWorker, WorkerSpec, alive
@@ -325,13 +326,7 @@ def test_a_deploy_sigterm_lets_the_running_task_finish(web, deployed_worker, res
     if without and first not in without:  # the deploy below would show nothing new: say it now
         _require_exec_everywhere(without)
     _, running = send_hello_and_see_it_received(web, worker)
-    started = wait_for(lambda: result_backend.state(running) == "STARTED", timeout=10)
-    require(started, say(
-        f"hello {running} never showed STARTED (it is {result_backend.state(running)}): finish step 3 first, "
-        "CELERY_TASK_TRACK_STARTED = True.",
-        f"hello {running} が STARTED になりませんでした (現在 {result_backend.state(running)})。先にステップ 3 を"
-        "終えてください: CELERY_TASK_TRACK_STARTED = True。",
-    ))
+    wait_until_started(result_backend, running)
     started_pid, celery_pid = worker.process.pid, worker.main_pid()
     os.kill(started_pid, signal.SIGTERM)  # what `docker stop` does: to the process it started, and only to it
     [after] = press_for_new_tasks(web, *STEP2, HELLO, 1)

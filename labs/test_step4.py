@@ -12,15 +12,19 @@ What you build
     per id). When it arrives, each worker stores REVOKED for every id it is not
     running whose state is still PENDING, RECEIVED, RETRY or REJECTED, kills the
     pool process of every one of them it runs (``terminate``: SIGTERM by default,
-    the task stored REVOKED "terminated", a new pool process started), and adds the
-    ids to the set it looks a task up in when the task's turn comes ("Discarding
-    revoked task"). That set lives in memory only, and holds 50,000 ids for 3 hours
+    the task stored REVOKED "terminated", a new pool process started), marks every
+    one it holds but has not started to be killed the moment it starts
+    (``Request.terminate``, ``celery/worker/request.py``), and adds the ids to the
+    set it looks a task up in when the task's turn comes ("Discarding revoked
+    task"). That set lives in memory only, and holds 50,000 ids for 3 hours
     (``celery/worker/state.py``: a LimitedSet of CELERY_WORKER_REVOKES_MAX ids,
     CELERY_WORKER_REVOKE_EXPIRES seconds; ``--statedb`` keeps it across a restart).
     A broadcast of more ids leaves in it any 50,000 of them (``celery/worker/
     control.py`` takes the ids as a set, in no order), and a later broadcast's ids
     are always the newest. So a revoke alone does not stop a backlog larger than
-    the set: the forgotten tasks run after all, while the page said REVOKED. Here
+    the set: the forgotten tasks still queued run after all, while the page said
+    REVOKED, and a forgotten one the worker holds starts, only to be killed as it
+    starts (its first moments run, and each costs a pool process). Here
     the lab starts the worker with CELERY_WORKER_REVOKES_MAX=10, so that 30 tasks
     are a backlog.
 
@@ -41,7 +45,8 @@ What you build
         held = {task_id for found in answers.values() for task_id in found}
         # 3. two broadcasts: the dropped ids (every worker stores them REVOKED, so
         #    the page says what became of them), then the held ones, terminated:
-        #    sent last, they are the newest ids each worker remembers
+        #    sent last, they are the newest ids each worker remembers, and are
+        #    discarded when their turn comes: none of them starts
         celery_app.control.revoke(sorted(set(task_ids) - held))
         celery_app.control.revoke(sorted(held), terminate=True)
 
@@ -82,13 +87,15 @@ Watch for
     (``celery_app.AsyncResult(task_id).revoke(terminate=True)`` のループは id ごとに 1 回通知します)。通知が届くと
     各ワーカーは、自分が実行中でなく状態がまだ PENDING・RECEIVED・RETRY・REJECTED の id を REVOKED として保存し、
     自分が実行中のもののプールプロセスを終了させ (``terminate``: 既定は SIGTERM。タスクは REVOKED "terminated" と
-    して保存され、新しいプールプロセスが起動します)、id を集合に加えます。タスクの順番が来たとき、その集合を引いて
+    して保存され、新しいプールプロセスが起動します)、持っているがまだ始めていないものには、始まった瞬間に終了させる
+    印を付け (``Request.terminate``、``celery/worker/request.py``)、id を集合に加えます。タスクの順番が来たとき、その集合を引いて
     スキップします ("Discarding revoked task")。集合はメモリにだけあり、50,000 個を 3 時間保持します
     (``celery/worker/state.py``: CELERY_WORKER_REVOKES_MAX 個・CELERY_WORKER_REVOKE_EXPIRES 秒の LimitedSet。
     ``--statedb`` で再起動後も保持)。それより多い通知では、どの 50,000 個が残るかは決まっていません
     (``celery/worker/control.py`` は id を順序のない集合として受け取ります)。後の通知の id は常に最も新しい
-    ものになります。そのため revoke だけでは集合より大きな滞留を止められず、忘れられたタスクは、ページが
-    REVOKED と表示したのに結局実行されます。ここではラボがワーカーを CELERY_WORKER_REVOKES_MAX=10 で起動する
+    ものになります。そのため revoke だけでは集合より大きな滞留を止められません。忘れられたタスクのうちキューに
+    あるものは、ページが REVOKED と表示したのに結局実行され、ワーカーが持っているものは始まってすぐ終了させ
+    られます (最初の一瞬は実行され、1 つごとにプールプロセスを 1 つ失います)。ここではラボがワーカーを CELERY_WORKER_REVOKES_MAX=10 で起動する
     ので、30 個のタスクで滞留になります。
 
     ``purge`` はキューで待っているメッセージを、いくつあっても捨てます。まだどのワーカーも取っていないものは
@@ -99,7 +106,7 @@ Watch for
     からは CELERY_TASK_ROUTES が指定するキュー) を purge する。2. ワーカーにどの id を持っているか尋ねる
     (``query_task``)。3. 2 回通知する: 捨てた id (各ワーカーが REVOKED と保存するので、ページに結末が表示
     されます)、次に持っているものを terminate で。最後に送るので、それが各ワーカーの覚える最も新しい id に
-    なります。
+    なり、順番が来たときに捨てられます。どれも始まりません。
 
     終了させられるのは prefork プールです (eventlet と gevent も可、solo と threads は不可)。ビューが尋ねている
     一瞬の間に始まったものは、その時点で持たれているので、ほかと一緒に終了させられます。
@@ -125,6 +132,7 @@ Watch for
       時間はタスクの終わりから通知の到着までの一瞬です。多くの中の 1 つを止めるなら、terminate
       なしの revoke と、自分で終わる短いタスク (または時間制限、ステップ 7) を選んでください。
 """
+import json
 import time
 
 import pytest
@@ -139,6 +147,7 @@ from labs.harness.lesson.checks import (
     send_hello_and_see_it_received,
     send_hello_tasks,
     tasks_on_page,
+    wait_until_started,
 )
 from labs.harness.lesson.waiting import wait_for
 from labs.harness.services.worker import WorkerSpec
@@ -149,22 +158,16 @@ BACKLOG = 30  # tasks queued behind the running one: more than the worker rememb
 # when the 30 behind it have been sent (one press each, on a busy machine up to 3 s) and StopAllTasks has asked
 # the workers what they hold. Only the test that lets a running task finish waits for the whole sleep.
 WORKER_SLEEP = 5
+# The worker fetches 8 ahead (1 process x --prefetch-multiplier=8): with the running one it holds 9, fewer than
+# the 10 it remembers, so the held ids sent last in a broadcast of their own are all kept; a broadcast of all 31
+# keeps every held one only by chance (any 10 of the 31: 22 times in 44 million).
+PREFETCH = 8
 pytestmark = [pytest.mark.lab, pytest.mark.stack(workers=[
-    WorkerSpec(env=(("CELERY_WORKER_REVOKES_MAX", str(REVOKES_KEPT)), ("HANDSON_SLEEP", str(WORKER_SLEEP))))])]
+    WorkerSpec(env=(("CELERY_WORKER_REVOKES_MAX", str(REVOKES_KEPT)), ("HANDSON_SLEEP", str(WORKER_SLEEP))),
+               options=(f"--prefetch-multiplier={PREFETCH}",))])]
 REVOKE_WITHIN = 2.0  # seconds: a revoke is a broadcast message, it arrives in milliseconds
 RUNS_WITHIN = 3.0  # seconds: a queued task that was not stopped starts as soon as the terminated one is gone
 ENDED = ("SUCCESS", "FAILURE", "REVOKED")
-
-
-def _wait_until_running(result_backend, task_id):
-    wait_for(lambda: result_backend.state(task_id), timeout=10, interval=0.02)
-    state = result_backend.state(task_id)
-    assert state == "STARTED", say(
-        f"The first task never showed STARTED (it is {state!r}), so it cannot be stopped while it runs. "
-        "Finish step 3 first: CELERY_TASK_TRACK_STARTED = True.",
-        f"1 つ目のタスクが STARTED になりませんでした (現在 {state!r})。実行中に止める確認ができません。"
-        "先にステップ 3 を終えてください: CELERY_TASK_TRACK_STARTED = True。",
-    )
 
 
 def test_stop_all_tasks_revokes_the_running_and_the_queued_task(web, celery_worker, result_backend, sleep_seconds):
@@ -174,7 +177,7 @@ def test_stop_all_tasks_revokes_the_running_and_the_queued_task(web, celery_work
     find_button(web, *STOP_ALL_TASKS)  # before any task is sent: a missing view fails at once
     mark = celery_worker.mark()
     running, queued = send_hello_tasks(web, count=2)
-    _wait_until_running(result_backend, running)
+    wait_until_started(result_backend, running)
 
     press_stop_all_tasks(web)
     # Until both have ended, or the queued one has begun: then it was not revoked, and waiting is over.
@@ -228,7 +231,7 @@ def test_revoke_without_terminate_skips_queued_but_lets_running_finish(
     running, queued = send_hello_tasks(web, count=2)
     # The queued task's revoke first, at once: it must reach the worker before the running task ends.
     broker_control.revoke(queued, terminate=False)
-    _wait_until_running(result_backend, running)
+    wait_until_started(result_backend, running)
     # The worker writes REVOKED when the broadcast arrives, not when the queued task's turn comes.
     revoked_at_once = wait_for(lambda: result_backend.state(queued) == "REVOKED", timeout=REVOKE_WITHIN)
     running_then = result_backend.state(running)
@@ -271,16 +274,17 @@ def test_revoke_without_terminate_skips_queued_but_lets_running_finish(
 def test_stop_all_tasks_stops_a_backlog_larger_than_a_worker_remembers(web, celery_worker, result_backend,
                                                                        broker_control):
     """30 tasks queued behind a running one, with a worker that remembers only 10 revoked ids: after
-    StopAllTasks none of them runs, nor is left waiting where the worker would run it (in the queue, or fetched
-    ahead, while the worker does not remember it as revoked), and the page shows every one REVOKED."""
+    StopAllTasks none of them starts (to the end, or killed as it starts), nor is left waiting where the worker
+    would start it (in the queue, or fetched ahead, while the worker does not remember it as revoked), and the page
+    shows every one REVOKED."""
     celery_worker.require_running()
     broker_control.connect()
     running, *queued = send_hello_tasks(web, count=BACKLOG + 1)
-    _wait_until_running(result_backend, running)
+    wait_until_started(result_backend, running)
 
     press_stop_all_tasks(web)
 
-    seen = {"ids": None, "since": time.monotonic()}
+    seen = {"ids": None, "since": time.monotonic(), "none_waiting": None}
 
     def remembered():
         """The revoked ids the worker remembers, once the broadcasts StopAllTasks sent are all taken in (the set
@@ -291,25 +295,51 @@ def test_stop_all_tasks_stops_a_backlog_larger_than_a_worker_remembers(web, cele
         return ids if ids and time.monotonic() - seen["since"] > 0.3 else None
 
     def verdict():
-        """What became of the queued tasks, once it is known: ("ran", ids), ("will run", ids), ("stopped", [])."""
-        ran = [task for task in queued if result_backend.state(task) == "SUCCESS"]
+        """What became of the queued tasks, once it is known: ("ran" | "started" | "will run" | "will start", ids)
+        or ("stopped", [])."""
+        metas = {task: result_backend.meta(task) or {} for task in queued}
+        ran = [task for task, meta in metas.items() if meta.get("status") == "SUCCESS"]
         if ran:
             return "ran", ran
-        waiting = (set(broker_control.queued()) | set(broker_control.unacknowledged())) & set(queued)
+        # A held task flagged by terminate=True that the worker no longer remembers as revoked starts when its
+        # turn comes and is killed at once: stored REVOKED "terminated", as the running one is.
+        started = [task for task, meta in metas.items() if "terminated" in json.dumps(meta.get("result"))]
+        if started:
+            return "started", started
+        unacknowledged = set(broker_control.unacknowledged())
+        waiting = (set(broker_control.queued()) | unacknowledged) & set(queued)
         if not waiting:
-            return "stopped", []
+            # The last held one may be between its acknowledgement (as it starts) and its "terminated": judged
+            # once nothing has waited for 0.5 s.
+            seen["none_waiting"] = seen["none_waiting"] or time.monotonic()
+            return ("stopped", []) if time.monotonic() - seen["none_waiting"] > 0.5 else None
+        seen["none_waiting"] = None
         known = remembered()
         if known is None:
             return None
         # Each one still waiting must be among the ids the worker remembers: it is discarded when its turn comes.
         forgotten = waiting - known
+        if forgotten & unacknowledged:
+            return "will start", sorted(forgotten & unacknowledged)
         return ("will run", sorted(forgotten)) if forgotten else ("stopped", [])
 
     outcome, tasks = wait_for(verdict, timeout=RUNS_WITHIN, interval=0.05) or ("will run", ["(still waiting)"])
-    how = say("ran" if outcome == "ran" else "are still waiting (in the queue, or fetched by the worker) with their "
-              "ids no longer among the revoked ones the worker remembers: they will run",
-              "実行されました" if outcome == "ran" else "まだ待っています (キューの中、またはワーカーが取得済み)。その id は"
-              "ワーカーが覚えている取り消し済み id にもうないので、実行されます")
+    how = {
+        "ran": say("ran to the end", "最後まで実行されました"),
+        "started": say("were started after the press, and killed as they started: the worker held them (fetched "
+                       "ahead) and no longer remembered their ids as revoked, so only terminate=True's mark stopped "
+                       "them; their first moments ran, and each cost a pool process",
+                       "押した後に開始され、始まった瞬間に終了させられました。ワーカーが先読みで持っていて、その id を"
+                       "取り消し済みとしてもう覚えていなかったので、止めたのは terminate=True の印だけです。最初の一瞬は"
+                       "実行され、1 つごとにプールプロセスを 1 つ失いました"),
+        "will start": say("are held by the worker (fetched ahead) with their ids no longer among the revoked ones it "
+                          "remembers: each will start when its turn comes, to be killed as it starts",
+                          "ワーカーが (先読みで) 持っていて、その id はワーカーが覚えている取り消し済み id にもうありません。"
+                          "順番が来るとそれぞれ開始し、始まった瞬間に終了させられます"),
+        "will run": say("are still waiting in the queue with their ids no longer among the revoked ones the worker "
+                        "remembers: they will run",
+                        "まだキューで待っていて、その id はワーカーが覚えている取り消し済み id にもうないので、実行されます"),
+    }.get(outcome, "")
     assert outcome == "stopped", say(
         f"After StopAllTasks {len(tasks)} of the {BACKLOG} queued tasks {how}. A worker remembers {REVOKES_KEPT} "
         "revoked ids here (CELERY_WORKER_REVOKES_MAX; 50,000 by default, for 3 hours), whichever a broadcast of more "

@@ -148,17 +148,18 @@ import pytest
 
 from labs.harness.i18n import say
 from labs.harness.lesson.checks import (
+    ENDED,
     HELLO,
     for_every_task,
     press_for_new_tasks,
     printed_hello_world,
     send_hello_tasks,
+    wait_until_started,
 )
 from labs.harness.lesson.waiting import wait_for
 
 pytestmark = pytest.mark.lab
 SEND_RECEIPT = "handson.tasks.send_receipt"
-ENDED = ("SUCCESS", "FAILURE", "REVOKED")
 NOTICED_WITHIN = 5  # seconds: the worker checks its pool processes every 5 s (it usually notices at once)
 FIX = "@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)"
 WORKER_LOST_OPTIONS = ("task_acks_late", "task_reject_on_worker_lost", "task_retry_on_worker_lost")
@@ -168,17 +169,7 @@ def _kill_the_pool_process_running(task_id, celery_worker, result_backend, broke
     """Wait until the task is STARTED (and ``ready()``), then SIGKILL the pool process its result names;
     return its pid, and whether Redis still held the task's message unacknowledged just before the kill
     (acks_late's doing)."""
-    def started():
-        meta = result_backend.meta(task_id)
-        return meta if meta and meta["status"] == "STARTED" and ready() else None
-
-    meta = wait_for(started, timeout=10, interval=0.02)
-    assert meta, say(
-        f"The task never showed STARTED with its pool process (backend: {result_backend.meta(task_id)!r}). "
-        "Finish step 3 first: CELERY_TASK_TRACK_STARTED = True.",
-        f"タスクがプールプロセスつきの STARTED になりませんでした (バックエンド: {result_backend.meta(task_id)!r})。"
-        "先にステップ 3 を終えてください: CELERY_TASK_TRACK_STARTED = True。",
-    )
+    meta = wait_until_started(result_backend, task_id, ready=ready)
     pid = meta["result"]["pid"]
     assert pid in celery_worker.pool_pids(), say(
         f"The STARTED result names pid {pid}, which is not a pool process of the lab's worker "

@@ -155,6 +155,32 @@ def succeeded_seconds(log, task_id):
     return float(match.group(1)) if match else None
 
 
+ENDED = ("SUCCESS", "FAILURE", "REVOKED")
+
+
+def wait_until_started(result_backend, task_id, timeout=10, ready=lambda: True):
+    """The task's stored meta once it reads STARTED (and ``ready()``). Fails, naming step 3, when it does
+    not within ``timeout`` s, and at once when the task ends without having shown STARTED: without
+    task_track_started the worker stores nothing until the task ends (step 3), and an ended task will
+    show nothing more."""
+    def started():
+        meta = result_backend.meta(task_id)
+        status = meta["status"] if meta else None
+        if status in ENDED:
+            return meta
+        return meta if status == "STARTED" and ready() else None
+
+    meta = wait_for(started, timeout=timeout, interval=0.02)
+    state = meta["status"] if meta else result_backend.state(task_id)
+    require(meta and state == "STARTED", say(
+        f"The task {task_id} never showed STARTED (it is {state}), so the lab cannot act on it while it runs. "
+        "Finish step 3 first: CELERY_TASK_TRACK_STARTED = True in handson/settings.py.",
+        f"タスク {task_id} が STARTED になりませんでした (現在 {state})。実行中のタスクを確かめられません。"
+        "先にステップ 3 を終えてください: handson/settings.py に CELERY_TASK_TRACK_STARTED = True。",
+    ))
+    return meta
+
+
 def tasks_on_page(html):
     """(task id, state) for each row of the task table on /handson."""
     return re.findall(r'class="task" data-id="([^"]+)" data-state="([^"]+)"', html)
