@@ -144,7 +144,6 @@ from labs.harness.lesson.checks import (
     find_button,
     press_stop_all_tasks,
     printed_hello_world,
-    send_hello_and_see_it_received,
     send_hello_tasks,
     tasks_on_page,
     wait_until_started,
@@ -170,7 +169,8 @@ RUNS_WITHIN = 3.0  # seconds: a queued task that was not stopped starts as soon 
 ENDED = ("SUCCESS", "FAILURE", "REVOKED")
 
 
-def test_stop_all_tasks_revokes_the_running_and_the_queued_task(web, celery_worker, result_backend, sleep_seconds):
+def test_stop_all_tasks_revokes_the_running_and_the_queued_task(web, celery_worker, result_backend, broker_control,
+                                                              sleep_seconds):
     """StopAllTasks turns a running and a queued task REVOKED within 2 s; neither prints "hello world";
     the worker stays up and takes the next task."""
     celery_worker.require_running()
@@ -211,10 +211,19 @@ def test_stop_all_tasks_revokes_the_running_and_the_queued_task(web, celery_work
         f"ページには 2 つのタスクが REVOKED ではなく {page_states.get(running)!r} と {page_states.get(queued)!r} と表示されています。",
     )
 
-    # Terminating killed one pool process, not the worker: it stays up and takes the next task (which runs
-    # once the pool has replaced the process: at once, or at the pool's next check, up to 5 s later).
-    send_hello_and_see_it_received(web, celery_worker)
+    # Terminating killed one pool process, not the worker: it stays up and runs the next task, once the pool has
+    # replaced the process (at once, or at the pool's next check, up to 5 s later). The next task is Celery's own
+    # celery.accumulate, which ends at once: a hello would still run when the next test starts, and hold it up.
+    mark = celery_worker.mark()
+    marker = broker_control.send_builtin("celery.accumulate", args=("after StopAllTasks",))
+    ran = wait_for(lambda: f"celery.accumulate[{marker}] succeeded" in celery_worker.log(mark), timeout=10)
     celery_worker.require_running()
+    assert ran, say(
+        f"After StopAllTasks the worker did not run the next task within 10 s (celery.accumulate {marker}): "
+        f"terminate should have killed one pool process and the pool replaced it. Its log:\n{celery_worker.log_tail(15)}",
+        f"StopAllTasks の後、ワーカーが次のタスク (celery.accumulate {marker}) を 10 秒以内に実行しませんでした。"
+        f"terminate はプールプロセスを 1 つ終了させ、プールがそれを置き換えるはずです。ログ:\n{celery_worker.log_tail(15)}",
+    )
 
 
 def test_revoke_without_terminate_skips_queued_but_lets_running_finish(

@@ -25,6 +25,10 @@ from .options import LAB
 
 READY_STATES = ("SUCCESS", "FAILURE", "REVOKED")  # a task in one of these runs no more
 SETTLE_TIMEOUT = 10  # seconds for a revoked task to be terminated or discarded: it takes milliseconds
+# Seconds a running leftover may take to end on its own before it is terminated: a terminated pool process is
+# replaced at once or at the pool's next check, up to 5 s later (celery/concurrency/asynpool.py, maintain_pool
+# every 5 s), while a hello at the lab's sleep (1 s) ends sooner.
+SETTLE_GRACE = 2
 _shown = pytest.StashKey[dict]()  # what a run has already printed in full: key -> the test that did
 _log_marks = pytest.StashKey[dict]()  # a test's start in each service's log: name -> byte offset
 
@@ -104,7 +108,7 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
-def settle(stack, control, backend):
+def settle(stack, control, backend, grace=SETTLE_GRACE):
     """Bring the stack's workers back to idle with nothing queued: a test that failed half-way
     (or a task still running from the last one) must not decide the next test's verdict."""
     workers = [worker for worker in stack.workers if worker.problem is None and worker.process.running()]
@@ -124,8 +128,10 @@ def settle(stack, control, backend):
         # A broadcast revoke makes every worker that does not hold a task store REVOKED for it, even for a
         # task that ignores its result (celery/worker/control.py, revoke: store_result=True).
         stack.revoked_by_lab.update(left)
-        control.revoke(left, terminate=True)
-        wait_for(lambda: not leftovers(), timeout=SETTLE_TIMEOUT)
+        control.revoke(left)  # what has not started never will; what runs may end within the grace
+        if not wait_for(lambda: not leftovers(), timeout=grace):
+            control.revoke(leftovers(), terminate=True)
+            wait_for(lambda: not leftovers(), timeout=SETTLE_TIMEOUT)
 
 
 # -- the run's choices ---------------------------------------------------------------
@@ -221,7 +227,8 @@ def clean_slate(request):
     """Every test that uses the stack starts with empty queues and idle workers."""
     if "lab_stack" in request.fixturenames:
         stack = request.getfixturevalue("lab_stack")
-        settle(stack, request.getfixturevalue("broker_control"), request.getfixturevalue("result_backend"))
+        settle(stack, request.getfixturevalue("broker_control"), request.getfixturevalue("result_backend"),
+               grace=min(SETTLE_GRACE, request.getfixturevalue("sleep_seconds") + 0.5))
         request.node.stash[_log_marks] = {service.process.name: service.process.log_size()
                                           for service in stack.services()}
 
