@@ -20,14 +20,15 @@ for the next, as in a `pytest labs/test_stepN.py::name` of its own). Each test's
 the same in all three runs, and no process of any run may be left behind.
 
 Which modules run reversed and alone at a reference: every module at the starter (every step
-but the first failing) and at the last reference (every step passing: the "labs on the
-reference" run); in between, the two whose verdicts that reference changes, step N (it passes
-from here on) and step N+1 (the next a learner works on, failing on exactly the state it
-starts from). A test can only lean on what its own module's tests share (the fixtures of a
-module are its own), and a step's tests keep their verdicts from one reference to the next
-(the module-order run proves it at every reference), so the other modules' reversed and alone
-verdicts were already compared where they last changed. That keeps the check linear in the
-number of steps: every module reversed and alone at every reference grew with its square.
+but the first failing); at a reference N after it, the two whose verdicts that reference
+changes, step N (it passes from here on) and step N+1 (the next a learner works on, failing on
+exactly the state it starts from), and at the last reference the last two steps. A test can
+only lean on what its own module's tests share (the fixtures of a module are its own), and a
+step's tests keep their verdicts from one reference to the next (the module-order runs prove
+it), so the other modules' reversed and alone verdicts were already compared where they last
+changed: each step reversed and alone where it first passes, and where it is the next to do.
+That keeps the check linear in the number of steps: every module reversed and alone at every
+reference grew with its square.
 
 The module-order run is made once per reference and read by both of its tests; the second
 runs its own two runs first, so the two tests of one reference can run side by side. (Its two runs
@@ -55,8 +56,10 @@ def _forward_modules(reference):
 
 def _compared_modules(reference):
     """The modules run reversed and alone at ``reference`` (the module docstring says why these)."""
-    if reference in (REFERENCES[0], REFERENCES[-1]):
+    if reference == REFERENCES[0]:
         return list(STEP_MODULES)
+    if reference == REFERENCES[-1]:
+        return STEP_MODULES[-2:]
     return STEP_MODULES[reference - 1:reference + 1]
 
 
