@@ -268,8 +268,11 @@ def stop_effect(count, sleep=5, watch=20.0):
             ids = [raw.decode() for raw in backend.zrange("handson:tasks", 0, -1)]
 
             def started():
+                # A task killed as it started (a held one that terminate=True flagged, its id forgotten by the
+                # worker) is stored REVOKED "terminated": it started too.
                 return [task_id for task_id, raw in zip(ids, _metas(backend, ids))
-                        if raw and json.loads(raw).get("status") in ("STARTED", "SUCCESS")]
+                        if raw and (json.loads(raw).get("status") in ("STARTED", "SUCCESS")
+                                    or b'"terminated"' in raw)]
 
             deadline = time.monotonic() + 60
             while not started() and time.monotonic() < deadline:
