@@ -113,7 +113,15 @@ import re
 import pytest
 
 from labs.harness.i18n import say
-from labs.harness.lesson.checks import find_button, listed_tasks, press, received_ids, require, task_events
+from labs.harness.lesson.checks import (
+    ENDED,
+    find_button,
+    listed_tasks,
+    press,
+    received_ids,
+    require,
+    task_events,
+)
 from labs.harness.lesson.waiting import wait_for
 from labs.harness.services.worker import WorkerSpec
 
@@ -126,7 +134,6 @@ REGIONS = ["north", "south", "east", "west"]
 SERIAL_SHARE = 0.6  # the report must take less than this share of counting the regions one by one
 CHORD = "chord(region_sales.s(region) for region in regions)(sales_report.s())"
 NEVER_GET = "Never call result.get() within a task"
-ENDED = ("SUCCESS", "FAILURE", "REVOKED")
 # Logged by the worker whose part ended last, when calling the callback failed (celery/backends/redis.py,
 # on_chord_part_return: the callback is then failed with a ChordError, never sent).
 CALLBACK_RAISED = re.compile(r"Chord callback for '[^']+' raised: (.+)")

@@ -139,6 +139,7 @@ import pytest
 
 from labs.harness.i18n import say
 from labs.harness.lesson.checks import (
+    ENDED,
     HELLO,
     STOP_ALL_TASKS,
     find_button,
@@ -166,7 +167,6 @@ pytestmark = [pytest.mark.lab, pytest.mark.stack(workers=[
                options=(f"--prefetch-multiplier={PREFETCH}",))])]
 REVOKE_WITHIN = 2.0  # seconds: a revoke is a broadcast message, it arrives in milliseconds
 RUNS_WITHIN = 3.0  # seconds: a queued task that was not stopped starts as soon as the terminated one is gone
-ENDED = ("SUCCESS", "FAILURE", "REVOKED")
 
 
 def test_stop_all_tasks_revokes_the_running_and_the_queued_task(web, celery_worker, result_backend, broker_control,

@@ -100,7 +100,7 @@ import re
 import pytest
 
 from labs.harness.i18n import say
-from labs.harness.lesson.checks import press_for_new_tasks, task_events, tasks_on_page
+from labs.harness.lesson.checks import ENDED, press_for_new_tasks, task_events, tasks_on_page
 from labs.harness.lesson.waiting import wait_for
 
 pytestmark = pytest.mark.lab
@@ -108,7 +108,6 @@ CALL_SERVICE = "handson.tasks.call_service"
 MAX_RETRIES = 2
 CALLS = MAX_RETRIES + 1
 DOWN = -1  # handson/unreliable.py: failures=DOWN, the service never answers
-ENDED = ("SUCCESS", "FAILURE", "REVOKED")
 RETRIED_WITHIN = 12  # seconds: 1 s + 2 s of backoff at most, and the calls themselves
 DECORATOR = "@shared_task(autoretry_for=(ConnectionError,), max_retries=2, retry_backoff=True)"
 

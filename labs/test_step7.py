@@ -102,7 +102,7 @@ import re
 import pytest
 
 from labs.harness.i18n import say
-from labs.harness.lesson.checks import for_every_task, press_for_new_tasks, send_hello_tasks
+from labs.harness.lesson.checks import ENDED, for_every_task, press_for_new_tasks, send_hello_tasks
 from labs.harness.lesson.waiting import wait_for
 from labs.harness.services.worker import WorkerSpec
 
@@ -112,7 +112,6 @@ pytestmark = [pytest.mark.lab, pytest.mark.stack(workers=[WorkerSpec(concurrency
 BUILD_REPORT = "handson.tasks.build_report"
 TIME_LIMITS = ("soft_time_limit", "time_limit")
 HELLO_MARGIN = 1.0  # seconds: an every-task limit within this of hello's sleep decides hello's fate by chance
-ENDED = ("SUCCESS", "FAILURE", "REVOKED")
 LIMITS = "@shared_task(soft_time_limit=settings.HANDSON_SLEEP, time_limit=2 * settings.HANDSON_SLEEP)"
 CATCH = ("try: return hanging.fetch(source, swallow_errors) / except SoftTimeLimitExceeded: "
          "hanging.discard(source); return a text")

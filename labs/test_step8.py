@@ -113,6 +113,7 @@ import pytest
 from labs.harness.i18n import say
 from labs.harness.lesson import foundations
 from labs.harness.lesson.checks import (
+    ENDED,
     declared_workers,
     for_every_task,
     listed_tasks,
@@ -129,7 +130,6 @@ pytestmark = pytest.mark.lab
 THUMBNAIL, LONG_REPORT = "handson.tasks.thumbnail", "handson.tasks.long_report"
 THUMBNAILS, LONG_REPORTS = 8, 2
 SERIAL_SHARE = 0.75  # eight thumbnails must take less than this share of 8 x the sleep
-ENDED = ("SUCCESS", "FAILURE", "REVOKED")
 ROUTES = 'CELERY_TASK_ROUTES = {"handson.tasks.long_report": {"queue": "slow"}}'
 SLOW_LINE = "slow: celery -A handson worker -Q slow --concurrency=1 --prefetch-multiplier=1 -n slow@%h -l info"
 
