@@ -456,6 +456,39 @@ def test_a_worker_remembers_a_limited_set_of_revoked_ids_and_a_later_broadcast_s
         control.close()
 
 
+def test_a_held_task_flagged_by_terminate_starts_and_is_killed_when_its_id_is_forgotten(workspace, start, client,
+                                                                                      redis):
+    """Step 4 ("terminate=True also marks what a worker holds; a held task whose id the worker forgot starts, and is
+    killed as it starts, stored REVOKED 'terminated'"): revoke(terminate=True) calls Request.terminate on every request
+    the worker holds (celery/worker/control.py, _revoke: worker_state.requests holds the reserved ones too); one not
+    started yet keeps the mark in _terminate_on_ack (celery/worker/request.py, terminate), and on_accepted kills it.
+    Here 2 ids are kept: a later broadcast of 2 others pushes the held ones out, so revoked() lets them start."""
+    stack = start(workspace, WorkerSpec(env=(("CELERY_WORKER_REVOKES_MAX", "2"),)))
+    control = BrokerControl(redis)
+    try:
+        hostname = stack.worker.hostname()
+        mark = stack.worker.mark()
+        running, *held = (client.send_task("handson.tasks.hello", ("hello world",)).id for _ in range(3))
+        assert wait_state(redis, running, ("STARTED",), timeout=10), state(redis, running)
+        assert wait_for(lambda: set(held) <= set(unacked_ids(redis)), timeout=5), unacked_ids(redis)
+        control.revoke(held, terminate=True)
+        assert wait_for(lambda: all(state(redis, task)["status"] == "REVOKED" for task in held), timeout=5), held
+        forget = ["forget-1", "forget-2"]
+        control.revoke(forget)
+        assert wait_for(lambda: control.revoked_ids(hostname) == set(forget), timeout=10), control.revoked_ids(hostname)
+        # Each held one starts in turn (after the running one ends) and is killed at once.
+        killed = wait_for(lambda: all("terminated" in json.dumps(state(redis, task)["result"]) for task in held),
+                          timeout=3 * SLEEP + 15)
+        assert killed, [state(redis, task) for task in held]
+        assert all(state(redis, task)["status"] == "REVOKED" for task in held), [state(redis, task) for task in held]
+        log = stack.worker.log(mark)
+        assert all(f"Terminating {task}" in log and f"Discarding revoked task: handson.tasks.hello[{task}]" not in log
+                   for task in held), log
+        assert wait_state(redis, running, ENDED, timeout=10) and state(redis, running)["status"] == "SUCCESS"
+    finally:
+        control.close()
+
+
 def test_the_warm_shutdown_line_is_printed_not_logged(workspace, start, redis):
     """Step 12 ("worker: Warm shutdown (MainProcess)" on standard output, not through the logger, so a
     --logfile does not hold it: safe_say, celery/apps/worker.py)."""
