@@ -21,6 +21,7 @@ import sys
 import psutil
 import pytest
 
+from labs.harness.lesson.checks import ENDED
 from labs.harness.lesson.waiting import wait_for
 from labs.harness.reference import materialize
 from labs.harness.services.backend import BrokerControl
@@ -76,7 +77,6 @@ def probe_over_its_limits():
 # restore (every unacked_restore_interval x unacked_restore_throttle seconds): all short here.
 QUICK_RESTORE = ('\nCELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2, "unacked_restore_interval": 1, '
                  '"unacked_restore_throttle": 1}\n')
-ENDED = ("SUCCESS", "FAILURE", "REVOKED")
 
 
 def probe_workspace(folder, settings_extra=""):
